@@ -1,0 +1,49 @@
+"""Checkpoints written atomically and read safely (chapter 01).
+
+A checkpoint is first written to a temporary file in the same folder and then renamed over the old
+one, so a run killed mid-write leaves the previous checkpoint intact: at most one epoch is lost.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used: corrupt, truncated or written for another model."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code runs on load)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as error:
+        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error}). "
+                              "Delete it to train from scratch.") from error
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a course_lib checkpoint. Delete it or choose another path.")
+    return state

@@ -1,0 +1,181 @@
+"""Data sets as tensors, and a loader for data that fits on the training device (chapter 01).
+
+Fashion-MNIST is looked for in this order:
+
+1. ``$COURSE_DATA_DIR`` (the four IDX files, gzipped or not, directly inside it, in a ``fashion-mnist/``
+   sub-folder, or in torchvision's ``FashionMNIST/raw/`` layout);
+2. ``/usr/share/datasets/fashion-mnist`` (Debian/Ubuntu: ``apt-get install dataset-fashion-mnist``);
+3. torchvision's download (needs the network), into ``$COURSE_DATA_DIR`` or the course cache.
+
+torchvision rejects Debian's ``.gz`` files (their checksum differs from upstream), so found files are
+unpacked into torchvision's ``FashionMNIST/raw/`` layout and read with torchvision itself.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set could not be found locally nor downloaded."""
+
+
+def cache_dir() -> Path:
+    """Folder for unpacked data, checkpoints and caches: ``$COURSE_CACHE_DIR`` or ``~/.cache/course_lib``."""
+    path = Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "course_lib")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _find_idx_files(folder: Path) -> dict[str, Path] | None:
+    """Map each Fashion-MNIST file name to an existing file (``.gz`` or unpacked) in ``folder``."""
+    found = {}
+    for name in FASHION_MNIST_FILES:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                found[name] = candidate
+                break
+    return found if len(found) == len(FASHION_MNIST_FILES) else None
+
+
+def _unpack_into(files: dict[str, Path], raw_dir: Path) -> None:
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in files.items():
+        target = raw_dir / name
+        if target.is_file() and target.stat().st_size > 0:
+            continue
+        partial = target.with_suffix(".partial")
+        try:
+            opener = gzip.open if source.suffix == ".gz" else open
+            with opener(source, "rb") as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (OSError, EOFError) as error:
+            partial.unlink(missing_ok=True)
+            raise DataNotFoundError(f"{source} is not a readable IDX file ({error}). Delete it or "
+                                    "reinstall the data (apt-get install --reinstall dataset-fashion-mnist).") from error
+        os.replace(partial, target)
+
+
+def fashion_mnist_root(download: bool = True) -> Path:
+    """Return a torchvision ``root`` folder holding Fashion-MNIST, finding or fetching it first."""
+    from torchvision.datasets import FashionMNIST
+
+    data_dir = os.environ.get("COURSE_DATA_DIR")
+    candidates = []
+    if data_dir:
+        base = Path(data_dir).expanduser()
+        candidates += [base / "FashionMNIST" / "raw", base, base / "fashion-mnist"]
+    candidates.append(DEBIAN_FASHION_MNIST)
+    for folder in candidates:
+        files = _find_idx_files(folder)
+        if files is None:
+            continue
+        if folder.name == "raw" and all(path.suffix != ".gz" for path in files.values()):
+            return folder.parent.parent  # already in torchvision's layout
+        root = cache_dir() / "torchvision"
+        _unpack_into(files, root / "FashionMNIST" / "raw")
+        return root
+
+    root = Path(data_dir).expanduser() if data_dir else cache_dir() / "torchvision"
+    error: Exception | None = None
+    if download:
+        try:
+            FashionMNIST(root=str(root), train=True, download=True)
+            FashionMNIST(root=str(root), train=False, download=True)
+            return root
+        except Exception as exc:  # torchvision raises several kinds of network errors
+            error = exc
+    raise DataNotFoundError(
+        "Fashion-MNIST was not found. Get it one of three ways:\n"
+        "  1. put the four IDX files (train-images-idx3-ubyte[.gz], ...) in a folder and set "
+        "COURSE_DATA_DIR to it;\n"
+        f"  2. on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist (files land in {DEBIAN_FASHION_MNIST});\n"
+        "  3. connect to the network and let torchvision download it (download=True)."
+        + (f"\nThe download failed with: {error}" if error else "")) from error
+
+
+def load_fashion_mnist(split: str = "train", size: int | None = None, seed: int = 0,
+                       device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+    """Fashion-MNIST as ``(images, labels)``: float images in [0, 1] of shape [N, 1, 28, 28].
+
+    ``size`` takes a seeded random subset (the same images for the same seed); ``None`` keeps all.
+    """
+    from torchvision.datasets import FashionMNIST
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    dataset = FashionMNIST(root=str(fashion_mnist_root()), train=(split == "train"), download=False)
+    images, labels = dataset.data, dataset.targets
+    if size is not None and size < len(labels):
+        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:size]
+        images, labels = images[keep], labels[keep]
+    images = images.unsqueeze(1).to(device=device, dtype=torch.float32).div_(255)
+    return images, labels.to(device)
+
+
+class TensorLoader:
+    """Shuffled mini-batches from tensors that already sit on the training device (chapter 01).
+
+    Fashion-MNIST as float32 is 188 MB: it fits on any GPU, so there is no reason to pay for a
+    ``DataLoader`` that rebuilds every batch from PIL images on the CPU (``python -m course_lib.bench``
+    measures the difference). The shuffling generator's state is saved in checkpoints, so a resumed
+    run sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor | None = None, batch_size: int = 128,
+                 shuffle: bool = True, drop_last: bool = False, seed: int = 0) -> None:
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device: str | torch.device) -> TensorLoader:
+        """Move the data to ``device`` (in place) and return the loader."""
+        self.images = self.images.to(device)
+        self.labels = None if self.labels is None else self.labels.to(device)
+        return self
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.images), self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        n = len(self.images)
+        order = (torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)).to(self.device)
+        for i in range(len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.images[index], None if self.labels is None else self.labels[index]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def fashion_mnist_loaders(profile, device: str | torch.device = "cpu", batch_size: int | None = None,
+                          seed: int = 0) -> tuple[TensorLoader, TensorLoader]:
+    """Train and test :class:`TensorLoader` for Fashion-MNIST, sized by a :class:`~course_lib.Profile`."""
+    batch_size = batch_size or profile.batch_size
+    train = TensorLoader(*load_fashion_mnist("train", profile.train_size, seed, device), batch_size, seed=seed)
+    test = TensorLoader(*load_fashion_mnist("test", profile.test_size, seed, device), 500, shuffle=False)
+    return train, test

@@ -1,0 +1,106 @@
+"""Encoder and decoder bodies shared by every model (chapter 01).
+
+Encoders map an image batch [B, C, H, W] to a feature vector [B, F]; decoders map a latent vector to
+*logits* of shape [B, C, H, W]. Flatten sizes are computed from the image shape, never hard-coded,
+so 28x28, 32x32 and 64x64 inputs all work.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+ImageShape = tuple[int, int, int]
+
+
+def check_images(x: Tensor, image_shape: ImageShape) -> None:
+    """Raise a clear error when ``x`` is not a batch of images of ``image_shape``."""
+    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(image_shape):
+        hint = " Add a batch dimension with x.unsqueeze(0)." if tuple(x.shape) == tuple(image_shape) else ""
+        raise ValueError(f"Expected an image batch of shape [B, {', '.join(map(str, image_shape))}] "
+                         f"but got {list(x.shape)}.{hint} Build the model with the image_shape of your "
+                         "data, e.g. conv_vae(image_shape=(3, 64, 64)).")
+
+
+class MLPEncoder(nn.Module):
+    """Flatten, then fully connected layers with ReLU."""
+
+    def __init__(self, image_shape: ImageShape, hidden: Sequence[int] = (512, 256)) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        sizes = [int(torch.tensor(image_shape).prod()), *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+        self.out_features = sizes[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_images(x, self.image_shape)
+        return self.net(x)
+
+
+class MLPDecoder(nn.Module):
+    """Fully connected layers back to one logit per pixel."""
+
+    def __init__(self, image_shape: ImageShape, in_features: int, hidden: Sequence[int] = (256, 512)) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden]
+        layers: list[nn.Module] = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers += [nn.Linear(sizes[-1], int(torch.tensor(image_shape).prod())), nn.Unflatten(1, tuple(image_shape))]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+def conv_feature_shapes(image_shape: ImageShape, channels: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Shapes after each stride-2 convolution (3x3, padding 1): the spatial size halves, rounding up."""
+    shapes = [tuple(image_shape)]
+    for ch in channels:
+        _, h, w = shapes[-1]
+        shapes.append((ch, (h + 1) // 2, (w + 1) // 2))
+    return shapes
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 convolutions that halve the image per layer, then flatten."""
+
+    def __init__(self, image_shape: ImageShape, channels: Sequence[int] = (32, 64)) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        shapes = conv_feature_shapes(image_shape, channels)
+        layers: list[nn.Module] = []
+        for (c_in, _, _), (c_out, _, _) in zip(shapes[:-1], shapes[1:]):
+            layers += [nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Flatten())
+        c, h, w = shapes[-1]
+        self.out_features = c * h * w
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_images(x, self.image_shape)
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of :class:`ConvEncoder`: a linear layer, then transposed convolutions that double
+    the size, with ``output_padding`` chosen per layer so odd sizes (7 -> 14 -> 28) come out exact."""
+
+    def __init__(self, image_shape: ImageShape, in_features: int, channels: Sequence[int] = (32, 64)) -> None:
+        super().__init__()
+        shapes = conv_feature_shapes(image_shape, channels)[::-1]  # smallest first
+        c, h, w = shapes[0]
+        layers: list[nn.Module] = [nn.Linear(in_features, c * h * w), nn.ReLU(), nn.Unflatten(1, (c, h, w))]
+        for i, ((c_in, h_in, w_in), (c_out, h_out, w_out)) in enumerate(zip(shapes[:-1], shapes[1:])):
+            # ConvTranspose2d(k=3, s=2, p=1) gives 2*size - 1 + output_padding.
+            padding = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=padding))
+            if i < len(shapes) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)

@@ -1,0 +1,50 @@
+"""Run profiles: one switch that sizes every chapter (introduced in chapter 01).
+
+``smoke`` is for CI and quick checks (tiny subsets, every notebook under a minute), ``cpu`` trains on
+the full data set within a laptop budget, ``gpu`` runs at the seeds' scale. ``auto`` picks ``gpu`` when
+CUDA is available and ``cpu`` otherwise; the ``COURSE_PROFILE`` environment variable overrides ``auto``
+so that nbval and ``jupyter-book build`` can execute every chapter as ``smoke``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes for one run of a chapter. ``None`` subset sizes mean "the whole split"."""
+
+    name: str
+    train_size: int | None
+    test_size: int | None
+    epochs: int  # main models of a chapter
+    short_epochs: int  # side experiments (beta sweeps, likelihood comparisons)
+    batch_size: int
+
+    def describe(self) -> str:
+        train = "all" if self.train_size is None else f"{self.train_size:,}"
+        test = "all" if self.test_size is None else f"{self.test_size:,}"
+        return (f"profile '{self.name}': train images {train}, test images {test}, "
+                f"epochs {self.epochs} (side experiments {self.short_epochs}), batch {self.batch_size}")
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", train_size=2_000, test_size=1_000, epochs=2, short_epochs=1, batch_size=128),
+    "cpu": Profile("cpu", train_size=None, test_size=None, epochs=6, short_epochs=3, batch_size=128),
+    "gpu": Profile("gpu", train_size=None, test_size=None, epochs=50, short_epochs=15, batch_size=128),
+}
+
+
+def get_profile(name: str = "auto") -> Profile:
+    """Resolve ``"auto" | "smoke" | "cpu" | "gpu"`` into a :class:`Profile`."""
+    requested = name.strip().lower()
+    if requested == "auto":
+        requested = os.environ.get("COURSE_PROFILE", "").strip().lower() or (
+            "gpu" if torch.cuda.is_available() else "cpu")
+    if requested not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r} (COURSE_PROFILE={os.environ.get('COURSE_PROFILE')!r}). "
+                         f"Choose one of: auto, {', '.join(PROFILES)}.")
+    return PROFILES[requested]

@@ -1,0 +1,290 @@
+"""One training loop for every chapter (introduced in chapter 01, extended in chapter 02).
+
+``fit`` trains any model whose loss function returns a dict with a ``"loss"`` entry. Each epoch it
+evaluates on held-out data, calls the callbacks (e.g. :class:`Snapshots` for a GIF of training),
+writes a checkpoint atomically, and on re-run resumes from that checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torchvision.utils import make_grid
+from tqdm.auto import tqdm
+
+from course_lib.analysis import encode_dataset
+from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from course_lib.device import choose_device, seed_everything
+from course_lib.losses import active_units
+
+LossFn = Callable[[nn.Module, Tensor, Tensor | None], dict[str, Tensor]]
+Batches = Iterable[tuple[Tensor, Tensor | None]]
+Callback = Callable[[int, nn.Module], None]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """Almost no latent dimension carries information about the input."""
+
+
+def show_progress() -> bool:
+    """Progress bars are on unless ``COURSE_PROGRESS=0`` (set for headless papermill runs)."""
+    return os.environ.get("COURSE_PROGRESS", "1") != "0"
+
+
+def amp_settings(device: torch.device, amp: bool) -> tuple[torch.dtype | None, bool]:
+    """Mixed precision on CUDA only: bfloat16 where supported, else float16 with a gradient scaler."""
+    if not amp or device.type != "cuda":
+        return None, False
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def train_steps(model: nn.Module, batches: Batches, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
+                progress: Any = None, check_every: int = 50) -> dict[str, float]:
+    """One pass of optimisation steps; returns each loss term averaged over the images seen.
+
+    Loss terms are summed on the device and read back every ``check_every`` steps only, so the GPU is
+    not forced to wait for the CPU after every step.
+    """
+    model.train()
+    device = next(model.parameters()).device
+    names: list[str] = []
+    sums, n_images = None, 0
+    for step, (x, y) in enumerate(batches, start=1):
+        x = x.to(device, non_blocking=True)
+        y = None if y is None else y.to(device, non_blocking=True)
+        with _autocast(device, amp_dtype):
+            terms = loss_fn(model, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(terms["loss"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            terms["loss"].backward()
+            optimizer.step()
+        if sums is None:
+            names = list(terms)
+            sums = torch.zeros(len(names), device=device)
+        sums += torch.stack([terms[k].detach().float() for k in names]) * len(x)
+        n_images += len(x)
+        if progress is not None:
+            progress.update(1)
+        if step % check_every == 0 and not torch.isfinite(sums).all():
+            raise TrainingDivergedError(_diverged_message(step))
+    if sums is None:
+        raise ValueError("The training data yielded no batches: is the data set empty?")
+    if not torch.isfinite(sums).all():
+        raise TrainingDivergedError(_diverged_message(n_images))
+    return {name: value / n_images for name, value in zip(names, sums.tolist())}
+
+
+def _diverged_message(where: int) -> str:
+    return (f"The loss became NaN or infinite (within the last steps before {where}). Lower the learning "
+            "rate, check that the images are scaled to [0, 1], or train with amp=False. The last "
+            "checkpoint (previous epoch) is intact; delete it to start over.")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Batches, loss_fn: LossFn, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Average every loss term over all images of ``data``; for a VAE add its active units."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    sums: dict[str, float] = {}
+    n_images = 0
+    for x, y in data:
+        x = x.to(device)
+        y = None if y is None else y.to(device)
+        with _autocast(device, amp_dtype):
+            terms = loss_fn(model, x, y)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * len(x)
+        n_images += len(x)
+    result = {name: value / n_images for name, value in sums.items()}
+    if hasattr(model, "reparameterize"):
+        result["active_units"] = active_units(encode_dataset(model, data)[0])
+    model.train(was_training)
+    return result
+
+
+class Snapshots:
+    """Images made from a fixed input after every epoch: the frames of a training GIF (chapter 02).
+
+    Use :meth:`reconstructions` to re-encode a fixed evaluation batch, or :meth:`samples` to decode a
+    fixed set of latent vectors. Frames are saved in checkpoints, so a resumed run keeps them.
+    """
+
+    def __init__(self, make_images: Callable[[nn.Module], Tensor], nrow: int = 8) -> None:
+        self.make_images, self.nrow = make_images, nrow
+        self.frames: list[Tensor] = []  # uint8 [3, H, W] grids on the CPU
+
+    @classmethod
+    def reconstructions(cls, images: Tensor, nrow: int = 8) -> Snapshots:
+        return cls(lambda model: model.reconstruct(images.to(next(model.parameters()).device)), nrow)
+
+    @classmethod
+    def samples(cls, z: Tensor, nrow: int = 8) -> Snapshots:
+        return cls(lambda model: model.decode(z.to(next(model.parameters()).device)), nrow)
+
+    def __call__(self, epoch: int, model: nn.Module) -> None:
+        grid = make_grid(self.make_images(model).float().clamp(0, 1).cpu(), nrow=self.nrow, padding=2, pad_value=1)
+        self.frames.append((grid * 255).round().to(torch.uint8))
+
+    def state_dict(self) -> dict[str, list[Tensor]]:
+        return {"frames": self.frames}
+
+    def load_state_dict(self, state: dict[str, list[Tensor]]) -> None:
+        self.frames = list(state["frames"])
+
+
+def _signature(model: nn.Module, loss_fn: LossFn) -> dict[str, Any]:
+    return {"model": type(model).__name__, "loss": repr(loss_fn),
+            "shapes": {name: list(p.shape) for name, p in model.state_dict().items()}}
+
+
+def _restore(path: Path, state: dict[str, Any], model: nn.Module, loss_fn: LossFn, optimizer, scaler,
+             train_data, callbacks: Sequence[Callback]) -> None:
+    expected = _signature(model, loss_fn)
+    saved = state.get("signature", {})
+    if saved != expected:
+        differences = [key for key in expected if saved.get(key) != expected[key]]
+        raise CheckpointError(f"Checkpoint {path} was written for a different run (it differs in: "
+                              f"{', '.join(differences) or 'format'}; saved {saved.get('model')} with "
+                              f"{saved.get('loss')}, now {expected['model']} with {expected['loss']}). "
+                              "Delete it, or pass another checkpoint path for this configuration.")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    if hasattr(train_data, "load_state_dict") and "data" in state:
+        train_data.load_state_dict(state["data"])
+    for callback, callback_state in zip(callbacks, state.get("callbacks", [])):
+        if hasattr(callback, "load_state_dict") and callback_state is not None:
+            callback.load_state_dict(callback_state)
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    if torch.cuda.is_available() and "rng_cuda" in state:
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+
+
+def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
+        test_data: Batches | None = None, lr: float = 1e-3, optimizer: torch.optim.Optimizer | None = None,
+        checkpoint: str | os.PathLike | None = None, callbacks: Sequence[Callback] = (),
+        device: str | torch.device | None = None, amp: bool = True, seed: int = 0,
+        collapse_fraction: float = 0.1, verbose: bool = True) -> pd.DataFrame:
+    """Train ``model`` for ``epochs`` epochs and return the history table (one row per epoch).
+
+    - ``train_data`` / ``test_data``: iterables of ``(images, labels)`` batches, e.g. a
+      :class:`~course_lib.data.TensorLoader` (moved to the training device) or a ``DataLoader``.
+    - ``loss_fn(model, x, y)`` returns a dict of scalar tensors with the key ``"loss"``.
+    - ``checkpoint``: a file written after every epoch; if it exists, training resumes from it, and a
+      finished run is simply loaded. Optimiser, data order, random state and callbacks are restored,
+      so a resumed run matches an uninterrupted one.
+    - A NaN loss raises :class:`TrainingDivergedError`; a VAE with fewer than ``collapse_fraction``
+      of its latent dimensions active warns with :class:`PosteriorCollapseWarning`.
+    """
+    device = choose_device(device)
+    model.to(device)
+    if hasattr(train_data, "to"):
+        train_data.to(device)
+    if test_data is not None and hasattr(test_data, "to"):
+        test_data.to(device)
+    _check_data_range(train_data)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    amp_dtype, use_scaler = amp_settings(device, amp)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    seed_everything(seed)
+
+    rows: list[dict[str, float]] = []
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        state = load_checkpoint(path, map_location=device)
+        _restore(path, state, model, loss_fn, optimizer, scaler, train_data, callbacks)
+        rows = list(state["history"])[:epochs]
+        if verbose:
+            print(f"Resumed from {path} after epoch {len(rows)} of {epochs}.")
+
+    warned = False
+    steps_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
+    for epoch in range(len(rows) + 1, epochs + 1):
+        started = time.perf_counter()
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not show_progress())
+        with bar:
+            train_terms = train_steps(model, train_data, loss_fn, optimizer, scaler, amp_dtype, progress=bar)
+        row: dict[str, float] = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()}}
+        if test_data is not None:
+            test_terms = evaluate(model, test_data, loss_fn, amp_dtype)
+            row.update({(k if k == "active_units" else f"test_{k}"): v for k, v in test_terms.items()})
+        model.eval()
+        with torch.no_grad():
+            for callback in callbacks:
+                callback(epoch, model)
+        row["seconds"] = time.perf_counter() - started
+        rows.append(row)
+        if verbose:
+            tqdm.write(_epoch_line(row, epochs))
+        warned = warned or _warn_on_collapse(model, row, epoch, collapse_fraction)
+        if path is not None:
+            save_checkpoint({"signature": _signature(model, loss_fn), "epoch": epoch, "history": rows,
+                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+                             **({"data": train_data.state_dict()} if hasattr(train_data, "state_dict") else {}),
+                             "callbacks": [c.state_dict() if hasattr(c, "state_dict") else None for c in callbacks],
+                             "rng_cpu": torch.get_rng_state(),
+                             **({"rng_cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})},
+                            path)
+    model.eval()
+    return pd.DataFrame(rows).set_index("epoch")
+
+
+def _check_data_range(data: Batches) -> None:
+    images = getattr(data, "images", None)
+    if images is None:
+        return
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"Images range over [{low:.3g}, {high:.3g}] but the models decode through a sigmoid "
+                         "into [0, 1]. Scale the images to [0, 1] (uint8 / 255) and do not normalise them.")
+
+
+def _epoch_line(row: dict[str, float], epochs: int) -> str:
+    parts = [f"epoch {int(row['epoch'])}/{epochs}", f"train loss {row['train_loss']:.2f}"]
+    if "test_loss" in row:
+        parts.append(f"test loss {row['test_loss']:.2f}")
+    if "test_kl" in row:
+        parts.append(f"test KL {row['test_kl']:.2f}")
+    if "active_units" in row:
+        parts.append(f"active units {int(row['active_units'])}")
+    parts.append(f"{row['seconds']:.1f} s")
+    return " | ".join(parts)
+
+
+def _warn_on_collapse(model: nn.Module, row: dict[str, float], epoch: int, fraction: float) -> bool:
+    if "active_units" not in row or epoch < 2:
+        return False
+    latent_dim = getattr(model, "latent_dim", None) or 1
+    if row["active_units"] >= max(1.0, fraction * latent_dim):
+        return False
+    warnings.warn(f"Posterior collapse: only {int(row['active_units'])} of {latent_dim} latent dimensions are "
+                  "active, so the decoder ignores z. The KL term dominates the reconstruction term: lower "
+                  "beta, sum (not average) the reconstruction error over pixels, or use a smaller sigma.",
+                  PosteriorCollapseWarning, stacklevel=3)
+    return True
