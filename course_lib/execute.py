@@ -1,0 +1,95 @@
+"""Execute chapters headlessly with papermill and stage them for Jupyter Book (instructor tool).
+
+    python -m course_lib.execute --profile smoke --out _build/executed chapters/*.ipynb
+
+Each chapter runs with its ``profile`` parameter set; the executed copies, the book sources and a
+``execution_report.csv`` (chapter, profile, seconds, status) are written under ``--out``, ready for
+``jupyter-book build``. A chapter whose cell raises is reported with the cell that failed, and the
+command exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+
+
+def execute_chapter(notebook: Path, output: Path, profile: str, timeout: int) -> float:
+    """Run one notebook with papermill; return its wall time in seconds."""
+    import papermill as pm
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    pm.execute_notebook(str(notebook), str(output), parameters={"profile": profile}, cwd=str(notebook.parent),
+                        kernel_name="python3", progress_bar=False, execution_timeout=timeout)
+    return time.perf_counter() - started
+
+
+def failure_summary(notebook: Path, error: Exception) -> str:
+    """Name the notebook and the cell that raised (papermill's error carries both)."""
+    cell = getattr(error, "exec_count", None)
+    where = f"cell In [{cell}]" if cell is not None else "a cell"
+    name = getattr(error, "ename", type(error).__name__)
+    value = getattr(error, "evalue", str(error))
+    return f"FAILED {notebook}: {where} raised {name}: {value}"
+
+
+def stage_book(root: Path, out: Path) -> None:
+    """Copy the book sources next to the executed chapters; Jupyter Book must not re-execute them."""
+    for name in BOOK_SOURCES:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, out / name, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, out / name)
+    config_path = out / "_config.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("--profile", default="auto", help="auto | smoke | cpu | gpu (default: auto)")
+    parser.add_argument("--out", type=Path, default=Path("_build/executed"))
+    parser.add_argument("--root", type=Path, default=Path("."), help="repository root holding the book sources")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+
+    from course_lib.profiles import get_profile
+    profile = get_profile(args.profile).name  # fail early on an unknown name; resolve "auto" once
+    os.environ["COURSE_PROGRESS"] = "0"  # progress bars would only clutter the rendered pages
+    rows, failures = [], []
+    for notebook in args.notebooks:
+        output = args.out / notebook.relative_to(args.root) if notebook.is_relative_to(args.root) else args.out / notebook.name
+        print(f"executing {notebook} (profile {profile}) ...", flush=True)
+        started = time.perf_counter()
+        try:
+            seconds = execute_chapter(notebook, output, profile, args.timeout)
+            status = "ok"
+        except Exception as error:  # papermill's PapermillExecutionError, or a kernel that died
+            seconds, status = time.perf_counter() - started, "failed"
+            failures.append(failure_summary(notebook, error))
+            print(failures[-1], flush=True)
+        print(f"  {status} in {seconds:.1f} s", flush=True)
+        rows.append({"chapter": str(notebook), "profile": profile, "seconds": round(seconds, 1), "status": status})
+    args.out.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(args.out / "execution_report.csv", index=False)
+    stage_book(args.root, args.out)
+    if failures:
+        print("\n".join(["", f"{len(failures)} chapter(s) failed:", *failures]), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
