@@ -24,3 +24,19 @@ def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]
             labels.append(y.cpu())
     model.train(was_training)
     return torch.cat(codes), (torch.cat(labels) if labels else None)
+
+
+def empty_region_fraction(reference: Tensor, held_out: Tensor, samples: Tensor, quantile: float = 0.95) -> float:
+    """Fraction of ``samples`` that land where the data has no codes (chapters 01 and 02).
+
+    A sample counts as "in an empty region" when its distance to the nearest ``reference`` code
+    (e.g. training codes) exceeds the ``quantile`` of the same distance for ``held_out`` data codes.
+    Real held-out codes therefore score ``1 - quantile`` by construction; a latent space that can
+    be sampled scores close to that.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    index = NearestNeighbors(n_neighbors=1).fit(reference.numpy())
+    threshold = torch.quantile(torch.from_numpy(index.kneighbors(held_out.numpy())[0][:, 0]), quantile)
+    distances = torch.from_numpy(index.kneighbors(samples.numpy())[0][:, 0])
+    return float((distances > threshold).double().mean())

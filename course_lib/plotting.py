@@ -127,3 +127,13 @@ def plot_history(history, columns: Sequence[str], title: str | None = None, ax: 
     if title:
         ax.set_title(title)
     return ax
+
+
+def show_gif(path: str | Path, width: int = 360):
+    """Display a GIF inline, embedded as HTML (renders in Jupyter and in the built book)."""
+    import base64
+
+    from IPython.display import HTML
+
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return HTML(f'<img src="data:image/gif;base64,{data}" width="{width}" alt="{Path(path).name}"/>')

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from course_lib.analysis import encode_dataset
 from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from course_lib.data import cache_dir
 from course_lib.device import choose_device, seed_everything
 from course_lib.losses import active_units
 
@@ -36,6 +37,12 @@ class TrainingDivergedError(FloatingPointError):
 
 class PosteriorCollapseWarning(UserWarning):
     """Almost no latent dimension carries information about the input."""
+
+
+def checkpoint_path(name: str, profile_name: str) -> Path:
+    """Where a chapter keeps the checkpoint of one model: one folder per profile, so a ``smoke`` run
+    never resumes from a ``cpu`` one. Delete the file (or the folder) to retrain from scratch."""
+    return cache_dir() / "checkpoints" / profile_name / f"{name}.pt"
 
 
 def show_progress() -> bool:

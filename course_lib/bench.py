@@ -1,0 +1,145 @@
+"""Throughput benchmark for the training loop (chapter 01 explains why the data lives on the device).
+
+    python -m course_lib.bench [--device cuda] [--steps 200] [--workers 2]
+
+For chapter 02's MLP VAE (784-400-20) and conv VAE (latent 32) it trains the same model, batch size
+and device three ways, in one run, and prints samples/s of each:
+
+- ``course_lib``: :func:`course_lib.train.train_steps` on a :class:`~course_lib.data.TensorLoader`
+  (data already on the device, shuffled by index);
+- ``DataLoader``: the same ``train_steps`` fed by torchvision's ``FashionMNIST`` dataset with
+  ``ToTensor()`` through a ``DataLoader`` (``--workers`` processes), the usual tutorial pipeline;
+- ``compute only``: forward, backward and optimiser step on batches built beforehand, with no loop
+  bookkeeping, the ceiling for any loop.
+
+It reports course_lib / DataLoader (the speed-up) and course_lib / compute-only (1 - overhead).
+Each way is timed in several interleaved rounds after a warm-up; the median round is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from course_lib.data import TensorLoader, fashion_mnist_root, load_fashion_mnist
+from course_lib.device import choose_device, seed_everything
+from course_lib.losses import ELBO
+from course_lib.models import conv_vae, mlp_vae
+from course_lib.train import amp_settings, train_steps
+
+MODELS: dict[str, Callable[[], nn.Module]] = {
+    "MLP VAE 784-400-20": lambda: mlp_vae(latent_dim=20, hidden=(400,)),
+    "conv VAE, latent 32": lambda: conv_vae(latent_dim=32),
+}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(run: Callable[[int], None], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds for ``steps`` steps after ``warmup`` steps."""
+    run(warmup)
+    _synchronize(device)
+    started = time.perf_counter()
+    run(steps)
+    _synchronize(device)
+    return time.perf_counter() - started
+
+
+def measure(model_name: str, device: torch.device, steps: int, warmup: int, batch_size: int,
+            workers: int, rounds: int) -> dict[str, float]:
+    """Samples per second of the three pipelines for one model."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    loss_fn = ELBO()
+    amp_dtype, use_scaler = amp_settings(device, amp=True)
+
+    def fresh():
+        seed_everything(0)
+        model = MODELS[model_name]().to(device)
+        scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3), scaler
+
+    images, labels = load_fashion_mnist("train", device=device)
+    tensor_loader = TensorLoader(images, labels, batch_size, drop_last=True)
+    dataset = datasets.FashionMNIST(str(fashion_mnist_root()), train=True, transform=transforms.ToTensor())
+    data_loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+                             pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    prebuilt = [images[i * batch_size:(i + 1) * batch_size] for i in range(warmup + steps)]
+
+    def endless(loader):
+        while True:
+            yield from loader
+
+    def course_lib_run():
+        model, optimizer, scaler = fresh()
+        batches = endless(tensor_loader)
+        return lambda n: train_steps(model, itertools.islice(batches, n), loss_fn, optimizer, scaler, amp_dtype)
+
+    def dataloader_run():
+        model, optimizer, scaler = fresh()
+        batches = endless(data_loader)
+        return lambda n: train_steps(model, itertools.islice(batches, n), loss_fn, optimizer, scaler, amp_dtype)
+
+    def compute_only_run():
+        model, optimizer, scaler = fresh()
+        model.train()
+
+        def run(n):
+            for x in prebuilt[:n]:
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss = loss_fn(model, x)["loss"]
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+        return run
+
+    pipelines = {"course_lib": course_lib_run, "DataLoader": dataloader_run, "compute only": compute_only_run}
+    seconds: dict[str, list[float]] = {name: [] for name in pipelines}
+    for _ in range(rounds):  # interleaved, so machine noise hits every pipeline alike
+        for name, make in pipelines.items():
+            seconds[name].append(_timed(make(), steps, warmup, device))
+    return {name: steps * batch_size / statistics.median(times) for name, times in seconds.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    parser.add_argument("--steps", type=int, default=150, help="timed optimisation steps per round")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS))
+    args = parser.parse_args(argv)
+
+    device = choose_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"{args.steps} steps x {args.rounds} rounds, DataLoader workers {args.workers}")
+    header = f"{'model':<22}{'course_lib':>12}{'DataLoader':>12}{'compute only':>14}{'speed-up':>10}{'overhead':>10}"
+    print(header + "\n" + "-" * len(header))
+    for model_name in args.models.split(","):
+        rate = measure(model_name.strip(), device, args.steps, args.warmup, args.batch_size, args.workers, args.rounds)
+        speedup = rate["course_lib"] / rate["DataLoader"]
+        overhead = 1 - rate["course_lib"] / rate["compute only"]
+        print(f"{model_name:<22}{rate['course_lib']:>12,.0f}{rate['DataLoader']:>12,.0f}{rate['compute only']:>14,.0f}"
+              f"{speedup:>9.2f}x{overhead:>10.1%}")
+    print("samples/s; speed-up = course_lib / DataLoader; overhead = 1 - course_lib / compute only")
+
+
+if __name__ == "__main__":
+    main()
