@@ -7,6 +7,7 @@ writes a checkpoint atomically, and on re-run resumes from that checkpoint.
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -164,7 +165,8 @@ class Snapshots:
 
 
 def _signature(model: nn.Module, loss_fn: LossFn) -> dict[str, Any]:
-    return {"model": type(model).__name__, "loss": repr(loss_fn),
+    # Memory addresses ("<function my_loss at 0x7f...>") change in every session: leave them out.
+    return {"model": type(model).__name__, "loss": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(loss_fn)),
             "shapes": {name: list(p.shape) for name, p in model.state_dict().items()}}
 
 
@@ -223,7 +225,9 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
     rows: list[dict[str, float]] = []
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
-        state = load_checkpoint(path, map_location=device)
+        # On the CPU: the loader's generator state and the snapshot frames must stay there;
+        # load_state_dict moves model and optimiser tensors to the device.
+        state = load_checkpoint(path, map_location="cpu")
         _restore(path, state, model, loss_fn, optimizer, scaler, train_data, callbacks)
         rows = list(state["history"])[:epochs]
         if verbose:

@@ -1,0 +1,80 @@
+"""The headless chapter runner's helpers: failure messages and staging the book sources."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from course_lib.execute import failure_summary, stage_book
+
+
+class FakePapermillError(Exception):
+    """Carries what papermill's PapermillExecutionError carries."""
+
+    def __init__(self, exec_count, ename, evalue):
+        super().__init__(f"{ename}: {evalue}")
+        self.exec_count, self.ename, self.evalue = exec_count, ename, evalue
+
+
+def test_failure_summary_names_notebook_and_cell():
+    error = FakePapermillError(7, "ValueError", "Expected an image batch of shape [B, 1, 28, 28]")
+    summary = failure_summary(Path("chapters/02_vae.ipynb"), error)
+    assert summary == ("FAILED chapters/02_vae.ipynb: cell In [7] raised ValueError: "
+                       "Expected an image batch of shape [B, 1, 28, 28]")
+
+
+def test_failure_summary_of_an_error_without_cell_information():
+    summary = failure_summary(Path("chapters/01_autoencoders.ipynb"), RuntimeError("Kernel died"))
+    assert summary == "FAILED chapters/01_autoencoders.ipynb: a cell raised RuntimeError: Kernel died"
+
+
+def make_book_root(root: Path, config: dict) -> None:
+    (root / "book" / "part").mkdir(parents=True)
+    (root / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    (root / "book" / "intro.md").write_text("# Intro\n")
+    (root / "book" / "part" / "notes.md").write_text("# Notes\n")
+    (root / "chapters").mkdir()
+    (root / "chapters" / "01.ipynb").write_text("{}")
+
+
+def test_stage_book_copies_sources_and_turns_execution_off(tmp_path):
+    root, out = tmp_path / "repo", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    original = {"title": "Latent spaces", "execute": {"execute_notebooks": "cache", "timeout": 3600}}
+    make_book_root(root, original)
+
+    stage_book(root, out)
+
+    assert (out / "_toc.yml").read_text() == "format: jb-book\nroot: book/intro\n"
+    assert (out / "book" / "intro.md").read_text() == "# Intro\n"
+    assert (out / "book" / "part" / "notes.md").is_file()
+    assert not (out / "chapters").exists()  # executed chapters are written there by the runner, not copied
+    staged = yaml.safe_load((out / "_config.yml").read_text())
+    assert staged["execute"]["execute_notebooks"] == "off"
+    assert staged["execute"]["timeout"] == 3600  # the rest of the configuration is kept
+    assert staged["title"] == "Latent spaces"
+    assert yaml.safe_load((root / "_config.yml").read_text()) == original  # the source is untouched
+
+
+def test_stage_book_adds_a_missing_execute_section(tmp_path):
+    root, out = tmp_path / "repo", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    make_book_root(root, {"title": "Latent spaces"})
+    stage_book(root, out)
+    assert yaml.safe_load((out / "_config.yml").read_text())["execute"] == {"execute_notebooks": "off"}
+
+
+def test_stage_book_over_an_earlier_staging(tmp_path):
+    root, out = tmp_path / "repo", tmp_path / "out"
+    root.mkdir()
+    out.mkdir()
+    make_book_root(root, {"title": "v1"})
+    stage_book(root, out)
+    (root / "_config.yml").write_text(yaml.safe_dump({"title": "v2"}))
+    (root / "book" / "intro.md").write_text("# Intro v2\n")
+    stage_book(root, out)
+    assert yaml.safe_load((out / "_config.yml").read_text())["title"] == "v2"
+    assert (out / "book" / "intro.md").read_text() == "# Intro v2\n"
