@@ -34,12 +34,14 @@ def execute_chapter(notebook: Path, output: Path, profile: str, timeout: int) ->
 
 
 def failure_summary(notebook: Path, error: Exception) -> str:
-    """Name the notebook and the cell that raised (papermill's error carries both)."""
+    """Name the notebook, the cell that raised and its first line (papermill's error carries them)."""
     cell = getattr(error, "exec_count", None)
     where = f"cell In [{cell}]" if cell is not None else "a cell"
+    source = (getattr(error, "source", "") or "").strip().splitlines()
+    first_line = f" (first line: {source[0].strip()!r})" if source else ""
     name = getattr(error, "ename", type(error).__name__)
     value = getattr(error, "evalue", str(error))
-    return f"FAILED {notebook}: {where} raised {name}: {value}"
+    return f"FAILED {notebook}: {where}{first_line} raised {name}: {value}"
 
 
 def stage_book(root: Path, out: Path) -> None:

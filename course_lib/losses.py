@@ -75,6 +75,7 @@ class ELBO:
     sigma: float = 0.1
 
     def __post_init__(self) -> None:
+        self.beta, self.sigma = float(self.beta), float(self.sigma)  # ELBO(beta=1) == ELBO(beta=1.0) in checkpoints
         if self.beta < 0:
             raise ValueError(f"beta must be >= 0 (it weights a KL divergence), got {self.beta}. "
                              "beta = 1 is the ELBO; 0 < beta < 1 favours reconstructions.")

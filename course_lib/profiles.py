@@ -33,7 +33,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_size=2_000, test_size=1_000, epochs=2, short_epochs=1, batch_size=128),
-    "cpu": Profile("cpu", train_size=None, test_size=None, epochs=6, short_epochs=3, batch_size=128),
+    "cpu": Profile("cpu", train_size=None, test_size=None, epochs=8, short_epochs=3, batch_size=64),
     "gpu": Profile("gpu", train_size=None, test_size=None, epochs=50, short_epochs=15, batch_size=128),
 }
 

@@ -195,7 +195,7 @@ def _restore(path: Path, state: dict[str, Any], model: nn.Module, loss_fn: LossF
 
 
 def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
-        test_data: Batches | None = None, lr: float = 1e-3, optimizer: torch.optim.Optimizer | None = None,
+        test_data: Batches | None = None, lr: float = 2e-3, optimizer: torch.optim.Optimizer | None = None,
         checkpoint: str | os.PathLike | None = None, callbacks: Sequence[Callback] = (),
         device: str | torch.device | None = None, amp: bool = True, seed: int = 0,
         collapse_fraction: float = 0.1, verbose: bool = True) -> pd.DataFrame:
@@ -229,8 +229,11 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
         # load_state_dict moves model and optimiser tensors to the device.
         state = load_checkpoint(path, map_location="cpu")
         _restore(path, state, model, loss_fn, optimizer, scaler, train_data, callbacks)
-        rows = list(state["history"])[:epochs]
-        if verbose:
+        rows = list(state["history"])
+        if verbose and len(rows) > epochs:
+            print(f"{path} holds a model trained for {len(rows)} epochs (more than the {epochs} asked for); "
+                  f"using it as it is. Delete the file to train for exactly {epochs} epochs.")
+        elif verbose:
             print(f"Resumed from {path} after epoch {len(rows)} of {epochs}.")
 
     warned = False

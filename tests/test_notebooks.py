@@ -1,0 +1,99 @@
+"""Chapters: committed clean, executable under the smoke profile in under a minute each, and the
+whole book renders from the executed copies. The slow part runs once per session."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
+SMOKE_SECONDS = 60
+
+
+def test_there_are_chapters():
+    assert len(CHAPTERS) >= 2
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
+def test_committed_notebook_has_no_outputs(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    dirty = [i for i, cell in enumerate(nb.cells)
+             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    assert not dirty, f"{notebook.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
+def test_notebook_has_a_papermill_parameters_cell(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1 and 'profile = "auto"' in tagged[0].source
+
+
+def _run(command: list[str], env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_env(tmp_path_factory) -> dict[str, str]:
+    env = dict(os.environ, COURSE_CACHE_DIR=str(tmp_path_factory.mktemp("cache")), COURSE_PROGRESS="0")
+    env.pop("COURSE_PROFILE", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def executed(tmp_path_factory, smoke_env) -> Path:
+    """Execute every chapter once with papermill under the smoke profile, as `make book` does."""
+    out = tmp_path_factory.mktemp("executed")
+    result = _run([sys.executable, "-m", "course_lib.execute", "--profile", "smoke", "--out", str(out),
+                   *[str(p.relative_to(REPO)) for p in CHAPTERS]], smoke_env)
+    assert result.returncode == 0, f"chapters failed under smoke:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return out
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_runs_under_smoke_in_a_minute(executed, notebook):
+    report = pd.read_csv(executed / "execution_report.csv").set_index("chapter")
+    row = report.loc[str(notebook.relative_to(REPO))]
+    assert row["status"] == "ok" and row["profile"] == "smoke"
+    assert row["seconds"] < SMOKE_SECONDS, f"{notebook.name} took {row['seconds']} s under smoke"
+    nb = nbformat.read(executed / notebook.relative_to(REPO), as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+
+
+@pytest.mark.book
+def test_book_builds_from_executed_chapters(executed, smoke_env):
+    result = _run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(executed), "--path-output",
+                   str(executed), "--warningiserror", "--nitpick", "--keep-going"], smoke_env)
+    assert result.returncode == 0, f"book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    html = executed / "_build" / "html"
+    for notebook in CHAPTERS:
+        page = (html / "chapters" / f"{notebook.stem}.html").read_text()
+        assert "<img" in page, f"{notebook.stem}: no figure rendered"
+        assert "Traceback" not in page
+    assert (html / "index.html").exists()
+
+
+def test_failing_cell_is_named_and_fails_the_run(tmp_path, smoke_env):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
+    notebook = tmp_path / "chapters" / "99_broken.ipynb"
+    notebook.parent.mkdir()
+    nbformat.write(nb, notebook)
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    result = _run([sys.executable, "-m", "course_lib.execute", "--profile", "smoke", "--root", str(tmp_path),
+                   "--out", str(tmp_path / "out"), str(notebook)], smoke_env)
+    assert result.returncode != 0
+    assert "99_broken.ipynb" in result.stderr and "ValueError: broken on purpose" in result.stderr
+    assert "In [4]" in result.stderr  # papermill inserts the injected-parameters cell before it
+    assert "raise ValueError('broken on purpose')" in result.stderr
