@@ -77,7 +77,7 @@ def test_book_builds_from_executed_chapters(executed, smoke_env):
     for notebook in CHAPTERS:
         page = (html / "chapters" / f"{notebook.stem}.html").read_text()
         assert "<img" in page, f"{notebook.stem}: no figure rendered"
-        assert "Traceback" not in page
+        assert "output traceback" not in page and "output stderr" not in page, f"{notebook.stem}: error output"
     assert (html / "index.html").exists()
 
 
