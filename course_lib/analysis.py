@@ -8,10 +8,12 @@ from torch import Tensor, nn
 
 
 @torch.no_grad()
-def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]]) -> tuple[Tensor, Tensor | None]:
+def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]],
+                   sample: bool = False) -> tuple[Tensor, Tensor | None]:
     """Encode every batch of ``data``: ``(codes [N, D], labels [N])`` on the CPU.
 
-    For a VAE the code is the posterior mean.
+    For a VAE the code is the posterior mean, or with ``sample=True`` one draw z ~ q(z|x): the kind
+    of code its decoder was trained on (chapter 02).
     """
     was_training = model.training
     model.eval()
@@ -19,7 +21,9 @@ def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]
     codes, labels = [], []
     for x, y in data:
         code = model.encode(x.to(device))
-        codes.append((code[0] if isinstance(code, tuple) else code).float().cpu())
+        if isinstance(code, tuple):  # VAE: (mu, logvar)
+            code = model.reparameterize(*code) if sample else code[0]
+        codes.append(code.float().cpu())
         if y is not None:
             labels.append(y.cpu())
     model.train(was_training)

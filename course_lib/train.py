@@ -164,15 +164,17 @@ class Snapshots:
         self.frames = list(state["frames"])
 
 
-def _signature(model: nn.Module, loss_fn: LossFn) -> dict[str, Any]:
+def _signature(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer, seed: int) -> dict[str, Any]:
+    """What must match for a checkpoint to continue this run (a changed learning rate would otherwise
+    be silently replaced by the saved optimiser's)."""
     # Memory addresses ("<function my_loss at 0x7f...>") change in every session: leave them out.
-    return {"model": type(model).__name__, "loss": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(loss_fn)),
+    return {"model": type(model).__name__, "loss": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(loss_fn)), "seed": seed,
+            "optimizer": [type(optimizer).__name__, *(group["lr"] for group in optimizer.param_groups)],
             "shapes": {name: list(p.shape) for name, p in model.state_dict().items()}}
 
 
-def _restore(path: Path, state: dict[str, Any], model: nn.Module, loss_fn: LossFn, optimizer, scaler,
+def _restore(path: Path, state: dict[str, Any], expected: dict[str, Any], model: nn.Module, optimizer, scaler,
              train_data, callbacks: Sequence[Callback]) -> None:
-    expected = _signature(model, loss_fn)
     saved = state.get("signature", {})
     if saved != expected:
         differences = [key for key in expected if saved.get(key) != expected[key]]
@@ -221,6 +223,7 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
     amp_dtype, use_scaler = amp_settings(device, amp)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     seed_everything(seed)
+    signature = _signature(model, loss_fn, optimizer, seed)
 
     rows: list[dict[str, float]] = []
     path = Path(checkpoint) if checkpoint is not None else None
@@ -228,7 +231,7 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
         # On the CPU: the loader's generator state and the snapshot frames must stay there;
         # load_state_dict moves model and optimiser tensors to the device.
         state = load_checkpoint(path, map_location="cpu")
-        _restore(path, state, model, loss_fn, optimizer, scaler, train_data, callbacks)
+        _restore(path, state, signature, model, optimizer, scaler, train_data, callbacks)
         rows = list(state["history"])
         if verbose and len(rows) > epochs:
             print(f"{path} holds a model trained for {len(rows)} epochs (more than the {epochs} asked for); "
@@ -257,7 +260,7 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
             tqdm.write(_epoch_line(row, epochs))
         warned = warned or _warn_on_collapse(model, row, epoch, collapse_fraction)
         if path is not None:
-            save_checkpoint({"signature": _signature(model, loss_fn), "epoch": epoch, "history": rows,
+            save_checkpoint({"signature": signature, "epoch": epoch, "history": rows,
                              "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              **({"scaler": scaler.state_dict()} if scaler is not None else {}),
                              **({"data": train_data.state_dict()} if hasattr(train_data, "state_dict") else {}),

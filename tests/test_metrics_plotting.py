@@ -89,6 +89,18 @@ def test_encode_dataset_returns_codes_and_labels():
     assert torch.allclose(codes, model.encode(x)[0].detach(), atol=1e-6)  # the posterior mean
 
 
+def test_encode_dataset_can_sample_the_posterior():
+    torch.manual_seed(0)
+    model = mlp_vae((1, 16, 16), latent_dim=3, hidden=(8,))
+    x = images(400)
+    data = TensorLoader(x, None, batch_size=100, shuffle=False)
+    mu, logvar = (t.detach() for t in model.encode(x))
+    samples, labels = encode_dataset(model, data, sample=True)
+    assert labels is None and samples.shape == (400, 3)
+    standardised = (samples - mu) / (0.5 * logvar).exp()  # should be N(0, 1) draws
+    assert abs(float(standardised.mean())) < 0.15 and abs(float(standardised.std()) - 1) < 0.1
+
+
 # --------------------------------------------------------------------------- figures
 
 

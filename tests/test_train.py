@@ -185,6 +185,16 @@ def test_checkpoint_for_another_beta_raises(tmp_path):
     assert "loss" in str(info.value) and "beta=4.0" in str(info.value)
 
 
+def test_checkpoint_with_another_learning_rate_or_seed_raises(tmp_path):
+    path = tmp_path / "vae.pt"
+    run(small_vae(), ELBO(), 1, checkpoint=path)
+    train, test = loaders(0)
+    with pytest.raises(CheckpointError, match="optimizer"):
+        fit(small_vae(), train, ELBO(), 2, test_data=test, checkpoint=path, lr=1e-2, device="cpu", verbose=False)
+    with pytest.raises(CheckpointError, match="seed"):
+        run(small_vae(), ELBO(), 2, checkpoint=path, seed=1)
+
+
 def test_checkpoint_for_another_model_class_raises(tmp_path):
     path = tmp_path / "model.pt"
     run(small_autoencoder(), ReconstructionLoss(), 1, checkpoint=path)
