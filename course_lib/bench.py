@@ -32,9 +32,9 @@ from course_lib.losses import ELBO
 from course_lib.models import conv_vae, mlp_vae
 from course_lib.train import amp_settings, train_steps
 
-MODELS: dict[str, Callable[[], nn.Module]] = {
-    "MLP VAE 784-400-20": lambda: mlp_vae(latent_dim=20, hidden=(400,)),
-    "conv VAE, latent 32": lambda: conv_vae(latent_dim=32),
+MODELS: dict[str, tuple[str, Callable[[], nn.Module]]] = {
+    "mlp": ("MLP VAE 784-400-20", lambda: mlp_vae(latent_dim=20, hidden=(400,))),
+    "conv": ("conv VAE latent 32", lambda: conv_vae(latent_dim=32)),
 }
 
 
@@ -64,7 +64,7 @@ def measure(model_name: str, device: torch.device, steps: int, warmup: int, batc
 
     def fresh():
         seed_everything(0)
-        model = MODELS[model_name]().to(device)
+        model = MODELS[model_name][1]().to(device)
         scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         return model, torch.optim.Adam(model.parameters(), lr=1e-3), scaler
 
@@ -120,10 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--steps", type=int, default=150, help="timed optimisation steps per round")
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS))
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ",".join(MODELS))
     args = parser.parse_args(argv)
 
     device = choose_device(args.device)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         rate = measure(model_name.strip(), device, args.steps, args.warmup, args.batch_size, args.workers, args.rounds)
         speedup = rate["course_lib"] / rate["DataLoader"]
         overhead = 1 - rate["course_lib"] / rate["compute only"]
-        print(f"{model_name:<22}{rate['course_lib']:>12,.0f}{rate['DataLoader']:>12,.0f}{rate['compute only']:>14,.0f}"
+        print(f"{MODELS[model_name.strip()][0]:<22}{rate['course_lib']:>12,.0f}{rate['DataLoader']:>12,.0f}{rate['compute only']:>14,.0f}"
               f"{speedup:>9.2f}x{overhead:>10.1%}")
     print("samples/s; speed-up = course_lib / DataLoader; overhead = 1 - course_lib / compute only")
 

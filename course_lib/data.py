@@ -163,7 +163,9 @@ class TensorLoader:
         order = (torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)).to(self.device)
         for i in range(len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self.images[index], None if self.labels is None else self.labels[index]
+            # index_select copies a batch about twice as fast as fancy indexing (images[index]).
+            yield (self.images.index_select(0, index),
+                   None if self.labels is None else self.labels.index_select(0, index))
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"generator": self.generator.get_state()}
