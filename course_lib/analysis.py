@@ -6,6 +6,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from course_lib.models.cvae import conditioning
+
 
 @torch.no_grad()
 def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]],
@@ -20,7 +22,7 @@ def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]
     device = next(model.parameters()).device
     codes, labels = [], []
     for x, y in data:
-        code = model.encode(x.to(device))
+        code = model.encode(x.to(device), *conditioning(model, y))
         if isinstance(code, tuple):  # VAE: (mu, logvar)
             code = model.reparameterize(*code) if sample else code[0]
         codes.append(code.float().cpu())

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib.models.cvae import conditioning
+
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
@@ -58,7 +60,7 @@ class ReconstructionLoss:
     sigma: float = 0.1
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
-        recon = reconstruction_nll(model(x), x, self.likelihood, self.sigma).mean()
+        recon = reconstruction_nll(model(x, *conditioning(model, y)), x, self.likelihood, self.sigma).mean()
         return {"loss": recon, "recon": recon}
 
 
@@ -83,7 +85,7 @@ class ELBO:
             raise ValueError(f"Unknown likelihood {self.likelihood!r}; choose one of {LIKELIHOODS}.")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
-        logits, mu, logvar, _ = model(x)
+        logits, mu, logvar, _ = model(x, *conditioning(model, y))  # a CVAE also gets the labels
         recon = reconstruction_nll(logits, x, self.likelihood, self.sigma).mean()
         kl = kl_per_dim(mu, logvar).sum(1).mean()
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from course_lib.models.cvae import conditioning
+
 
 @torch.no_grad()
 def reconstruction_metrics(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]]) -> dict[str, float]:
@@ -16,9 +18,9 @@ def reconstruction_metrics(model: nn.Module, data: Iterable[tuple[Tensor, Tensor
     model.eval()
     device = next(model.parameters()).device
     squared_error, ssim_sum, n_images, n_values = 0.0, 0.0, 0, 0
-    for x, _ in data:
+    for x, y in data:
         x = x.to(device)
-        x_hat = model.reconstruct(x).float()
+        x_hat = model.reconstruct(x, *conditioning(model, y)).float()
         squared_error += float(((x_hat - x) ** 2).sum())
         ssim_sum += float(structural_similarity_index_measure(x_hat, x, data_range=1.0, reduction="sum"))
         n_images += len(x)

@@ -26,6 +26,7 @@ from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from course_lib.data import cache_dir
 from course_lib.device import choose_device, seed_everything
 from course_lib.losses import active_units
+from course_lib.models.cvae import conditioning
 
 LossFn = Callable[[nn.Module, Tensor, Tensor | None], dict[str, Tensor]]
 Batches = Iterable[tuple[Tensor, Tensor | None]]
@@ -146,12 +147,16 @@ class Snapshots:
         self.frames: list[Tensor] = []  # uint8 [3, H, W] grids on the CPU
 
     @classmethod
-    def reconstructions(cls, images: Tensor, nrow: int = 8) -> Snapshots:
-        return cls(lambda model: model.reconstruct(images.to(next(model.parameters()).device)), nrow)
+    def reconstructions(cls, images: Tensor, labels: Tensor | None = None, nrow: int = 8) -> Snapshots:
+        """Re-encode a fixed batch (a conditional model also needs its ``labels``)."""
+        return cls(lambda model: model.reconstruct(images.to(next(model.parameters()).device),
+                                                   *conditioning(model, labels)), nrow)
 
     @classmethod
-    def samples(cls, z: Tensor, nrow: int = 8) -> Snapshots:
-        return cls(lambda model: model.decode(z.to(next(model.parameters()).device)), nrow)
+    def samples(cls, z: Tensor, labels: Tensor | None = None, nrow: int = 8) -> Snapshots:
+        """Decode fixed latent vectors (a conditional model also needs the ``labels`` to draw)."""
+        return cls(lambda model: model.decode(z.to(next(model.parameters()).device), *conditioning(model, labels)),
+                   nrow)
 
     def __call__(self, epoch: int, model: nn.Module) -> None:
         grid = make_grid(self.make_images(model).float().clamp(0, 1).cpu(), nrow=self.nrow, padding=2, pad_value=1)

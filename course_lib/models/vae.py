@@ -23,12 +23,16 @@ class VAEOutput(NamedTuple):
 
 
 class VAE(nn.Module):
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int) -> None:
+    conditional = False  # see CVAE (chapter 04)
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int,
+                 to_posterior: nn.Module | None = None) -> None:
         super().__init__()
         self.image_shape = encoder.image_shape
         self.latent_dim = latent_dim
         self.encoder = encoder
-        self.to_posterior = nn.Linear(encoder.out_features, 2 * latent_dim)  # mu and log-variance
+        # Features -> mu and log-variance; a CVAE passes a head that also takes the condition.
+        self.to_posterior = to_posterior or nn.Linear(encoder.out_features, 2 * latent_dim)
         self.decoder = decoder
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:

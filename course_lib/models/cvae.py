@@ -1,0 +1,127 @@
+"""Conditional VAEs: encoder and decoder both see a condition c (chapter 04).
+
+The model learns q(z | x, c) and p(x | z, c), so the prior's z only has to carry what c does not
+say: the class says "trouser", z says which trouser (seeds 002, 003, 004). The condition may be a
+class index [B] (turned into a one-hot vector), a one-hot vector [B, K], or any embedding vector
+[B, K] (the text chapters pass BERT/CLIP embeddings). Two ways to inject it (seed 003):
+
+- ``"concat"``: concatenate c to the encoder's features and to z;
+- ``"add"``: map c with a linear layer to the size of the features (of z) and add it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder
+from course_lib.models.vae import VAE, VAEOutput
+
+MODES = ("concat", "add")
+
+
+def conditioning(model: nn.Module, condition: Tensor | None) -> tuple[Tensor, ...]:
+    """The extra arguments a model call needs: ``(condition,)`` for a conditional model, else ``()``.
+
+    Lets one training loop, loss and metric serve both kinds of model: data loaders always yield
+    ``(images, labels)``, and only conditional models are given the labels.
+    """
+    if not getattr(model, "conditional", False):
+        return ()
+    if condition is None:
+        raise ValueError(f"{type(model).__name__} is conditional: pass a condition (class indices [B], one-hot "
+                         "vectors [B, K] or embeddings [B, K]) along with the images.")
+    return (condition,)
+
+
+def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = ()) -> nn.Sequential:
+    """Linear layers with ReLU between them: in -> hidden... -> out."""
+    sizes = [in_features, *hidden, out_features]
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class CVAE(VAE):
+    """A VAE whose encoder and decoder are conditioned on c, by concatenation or addition."""
+
+    conditional = True
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, condition_dim: int,
+                 mode: str = "concat", head_hidden: Sequence[int] = ()) -> None:
+        if mode not in MODES:
+            raise ValueError(f"Unknown conditioning mode {mode!r}; choose one of {MODES}.")
+        features = encoder.out_features + (condition_dim if mode == "concat" else 0)
+        super().__init__(encoder, decoder, latent_dim, mlp_head(features, 2 * latent_dim, head_hidden))
+        self.condition_dim, self.mode = condition_dim, mode
+        if mode == "add":
+            self.condition_to_features = nn.Linear(condition_dim, encoder.out_features, bias=False)
+            self.condition_to_latent = nn.Linear(condition_dim, latent_dim, bias=False)
+
+    def as_condition(self, condition: Tensor, batch_size: int | None = None) -> Tensor:
+        """Class indices [B] -> one-hot [B, K]; vectors [B, K] pass through. Checks the sizes."""
+        device = next(self.parameters()).device
+        if not torch.is_floating_point(condition):
+            if condition.dim() != 1 or int(condition.min()) < 0 or int(condition.max()) >= self.condition_dim:
+                raise ValueError(f"Class indices must be a 1-D tensor of values in 0..{self.condition_dim - 1}, "
+                                 f"got shape {list(condition.shape)} with values {condition.min()}..{condition.max()}.")
+            condition = F.one_hot(condition.long(), self.condition_dim).float()
+        if condition.dim() != 2 or condition.shape[1] != self.condition_dim:
+            raise ValueError(f"Expected conditions of shape [B, {self.condition_dim}] (or class indices [B]), "
+                             f"got {list(condition.shape)}.")
+        if batch_size is not None and len(condition) != batch_size:
+            raise ValueError(f"{batch_size} images but {len(condition)} conditions.")
+        return condition.to(device)
+
+    def encode(self, x: Tensor, condition: Tensor) -> tuple[Tensor, Tensor]:
+        c = self.as_condition(condition, len(x))
+        features = self.encoder(x)
+        if self.mode == "concat":
+            features = torch.cat([features, c], dim=1)
+        else:
+            features = features + self.condition_to_features(c)
+        mu, logvar = self.to_posterior(features).chunk(2, dim=1)
+        return mu, logvar
+
+    def decoder_logits(self, z: Tensor, condition: Tensor) -> Tensor:
+        c = self.as_condition(condition, len(z))
+        return self.decoder(torch.cat([z, c], dim=1) if self.mode == "concat" else z + self.condition_to_latent(c))
+
+    def decode(self, z: Tensor, condition: Tensor) -> Tensor:
+        """Latent codes and conditions -> images in [0, 1]."""
+        return torch.sigmoid(self.decoder_logits(z, condition))
+
+    def forward(self, x: Tensor, condition: Tensor) -> VAEOutput:
+        mu, logvar = self.encode(x, condition)
+        z = self.reparameterize(mu, logvar)
+        return VAEOutput(self.decoder_logits(z, condition), mu, logvar, z)
+
+    def reconstruct(self, x: Tensor, condition: Tensor) -> Tensor:
+        return self.decode(self.encode(x, condition)[0], condition)
+
+    @torch.no_grad()
+    def sample(self, condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One image per condition, decoding z ~ N(0, I): ``sample(torch.tensor([3, 3, 7]))``."""
+        device = next(self.parameters()).device
+        z = torch.randn(len(condition), self.latent_dim, generator=generator,
+                        device=generator.device if generator else device)
+        return self.decode(z.to(device), condition)
+
+
+def mlp_cvae(image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, latent_dim: int = 20,
+             hidden: Sequence[int] = (400,)) -> CVAE:
+    """The one-hot MLP CVAE of seeds 002/004: [784 pixels + 10] -> 400 -> z (20); [z + 10] -> 400 -> 784."""
+    encoder = MLPEncoder(image_shape, hidden=())  # flatten only: the condition joins the raw pixels
+    decoder = MLPDecoder(image_shape, latent_dim + condition_dim, hidden[::-1])
+    return CVAE(encoder, decoder, latent_dim, condition_dim, "concat", head_hidden=hidden)
+
+
+def conv_cvae(image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, latent_dim: int = 128,
+              channels: Sequence[int] = (32, 64, 128), mode: str = "concat") -> CVAE:
+    """Seed 003's convolutional CVAE (3 conv layers, latent 128), condition concatenated or added."""
+    decoder_in = latent_dim + (condition_dim if mode == "concat" else 0)
+    return CVAE(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, decoder_in, channels), latent_dim,
+                condition_dim, mode)

@@ -1,0 +1,87 @@
+"""Conditional VAEs: shapes for every kind of condition, both injection modes, clear errors."""
+import pytest
+import torch
+
+from course_lib.data import TensorLoader
+from course_lib.losses import ELBO
+from course_lib.metrics import reconstruction_metrics
+from course_lib.models import CVAE, conditioning, conv_cvae, mlp_cvae, mlp_vae
+from course_lib.train import Snapshots, fit
+
+CONDITIONS = {
+    "class index": lambda b, k: torch.arange(b) % k,
+    "one-hot": lambda b, k: torch.nn.functional.one_hot(torch.arange(b) % k, k).float(),
+    "embedding": lambda b, k: torch.randn(b, k),
+}
+
+
+@pytest.mark.parametrize("kind", CONDITIONS)
+@pytest.mark.parametrize("factory", [mlp_cvae, lambda **kw: conv_cvae(mode="concat", **kw),
+                                     lambda **kw: conv_cvae(mode="add", **kw)], ids=["mlp", "conv-concat", "conv-add"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_cvae_shapes_for_every_condition_kind(kind, factory, shape):
+    k = 10 if kind != "embedding" else 16
+    model = factory(image_shape=shape, condition_dim=k, latent_dim=8)
+    x, c = torch.rand(4, *shape), CONDITIONS[kind](4, k)
+    logits, mu, logvar, z = model(x, c)
+    assert logits.shape == x.shape and mu.shape == logvar.shape == z.shape == (4, 8)
+    assert model.reconstruct(x, c).shape == x.shape
+    samples = model.sample(c)
+    assert samples.shape == x.shape and 0 <= float(samples.min()) and float(samples.max()) <= 1
+
+
+def test_mlp_cvae_is_the_seeds_784_plus_10_to_400_to_20_model():
+    model = mlp_cvae()
+    first = model.to_posterior[0]
+    assert (first.in_features, first.out_features) == (784 + 10, 400)
+    assert model.to_posterior[-1].out_features == 2 * 20
+    assert model.decoder.net[0].in_features == 20 + 10
+
+
+def test_condition_changes_the_decoding():
+    torch.manual_seed(0)
+    model = conv_cvae(latent_dim=8)
+    z = torch.randn(2, 8)
+    assert not torch.allclose(model.decode(z, torch.tensor([0, 0])), model.decode(z, torch.tensor([1, 1])))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.tensor([0, 10]), "0..9"),  # class index out of range
+    (torch.tensor([[0, 1]]), "1-D"),  # integer tensor that is not 1-D
+    (torch.randn(2, 7), r"\[B, 10\]"),  # embedding of the wrong size
+])
+def test_bad_conditions_raise_clear_errors(bad, message):
+    model = mlp_cvae()
+    with pytest.raises(ValueError, match=message):
+        model(torch.rand(2, 1, 28, 28), bad)
+
+
+def test_condition_count_must_match_batch():
+    with pytest.raises(ValueError, match="2 images but 3 conditions"):
+        mlp_cvae()(torch.rand(2, 1, 28, 28), torch.tensor([0, 1, 2]))
+
+
+def test_unknown_mode_raises():
+    with pytest.raises(ValueError, match="concat"):
+        conv_cvae(mode="multiply")
+
+
+def test_conditioning_passes_labels_only_to_conditional_models():
+    labels = torch.tensor([1, 2])
+    assert conditioning(mlp_vae(), labels) == ()
+    assert conditioning(mlp_cvae(), labels)[0] is labels
+    with pytest.raises(ValueError, match="conditional"):
+        conditioning(mlp_cvae(), None)
+
+
+def test_fit_metrics_and_snapshots_work_with_a_cvae():
+    torch.manual_seed(0)
+    images, labels = torch.rand(64, 1, 28, 28), torch.arange(64) % 10
+    train, test = TensorLoader(images, labels, 16), TensorLoader(images[:32], labels[:32], 16, shuffle=False)
+    model = mlp_cvae(latent_dim=4, hidden=(32,))
+    frames = Snapshots.samples(torch.randn(10, 4), torch.arange(10), nrow=10)
+    history = fit(model, train, ELBO(), 2, test_data=test, callbacks=[frames], device="cpu", verbose=False)
+    assert {"test_loss", "test_kl", "active_units"} <= set(history.columns)
+    assert len(frames.frames) == 2
+    assert 0 < reconstruction_metrics(model, test)["ssim"] <= 1
+    assert isinstance(model, CVAE) and model.conditional
