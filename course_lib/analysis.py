@@ -46,3 +46,31 @@ def empty_region_fraction(reference: Tensor, held_out: Tensor, samples: Tensor, 
     threshold = torch.quantile(torch.from_numpy(index.kneighbors(held_out.numpy())[0][:, 0]), quantile)
     distances = torch.from_numpy(index.kneighbors(samples.numpy())[0][:, 0])
     return float((distances > threshold).double().mean())
+
+
+def knn_accuracy(train_codes: Tensor, train_labels: Tensor, test_codes: Tensor, test_labels: Tensor,
+                 k: int = 5) -> float:
+    """Held-out accuracy of a k-nearest-neighbour classifier on latent codes (chapter 04): how much
+    class information the latent space keeps where a simple, local rule can read it."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(n_neighbors=k).fit(train_codes.numpy(), train_labels.numpy())
+    return float(knn.score(test_codes.numpy(), test_labels.numpy()))
+
+
+def silhouette(codes: Tensor, labels: Tensor, max_points: int = 5000, seed: int = 0) -> float:
+    """Silhouette score of the classes in latent space, in [-1, 1]: near 0 means classes overlap
+    (chapter 04). Computed on a seeded subset of at most ``max_points`` points (it is quadratic)."""
+    from sklearn.metrics import silhouette_score
+
+    return float(silhouette_score(codes.numpy(), labels.numpy(), sample_size=min(max_points, len(codes)),
+                                  random_state=seed))
+
+
+def tsne(codes: Tensor, seed: int = 0, perplexity: float = 30.0) -> Tensor:
+    """2-D t-SNE embedding of latent codes (chapter 04), seeded so figures are reproducible."""
+    from sklearn.manifold import TSNE
+
+    perplexity = min(perplexity, (len(codes) - 1) / 3)  # sklearn requires perplexity < n_samples
+    embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(codes.numpy())
+    return torch.from_numpy(embedding)

@@ -74,6 +74,7 @@ def test_conditioning_passes_labels_only_to_conditional_models():
         conditioning(mlp_cvae(), None)
 
 
+@pytest.mark.filterwarnings("ignore::course_lib.train.PosteriorCollapseWarning")  # random images: nothing to encode
 def test_fit_metrics_and_snapshots_work_with_a_cvae():
     torch.manual_seed(0)
     images, labels = torch.rand(64, 1, 28, 28), torch.arange(64) % 10

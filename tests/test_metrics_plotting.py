@@ -258,3 +258,18 @@ def test_show_source_without_ipython_returns_text(monkeypatch):
     assert isinstance(shown, str)
     assert shown.startswith("@dataclass\nclass ELBO")
     assert "def __call__" in shown
+
+
+def test_latent_structure_numbers_separate_clusters_from_shuffled_labels():
+    from course_lib.analysis import knn_accuracy, silhouette, tsne
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(600) % 3
+    codes = torch.randn(600, 5, generator=generator) * 0.3 + torch.nn.functional.one_hot(labels, 5).float() * 4
+    shuffled = labels[torch.randperm(600, generator=generator)]
+    assert knn_accuracy(codes[:400], labels[:400], codes[400:], labels[400:]) > 0.95
+    assert knn_accuracy(codes[:400], shuffled[:400], codes[400:], shuffled[400:]) < 0.5  # chance is 1/3
+    assert silhouette(codes, labels) > 0.7 and abs(silhouette(codes, shuffled)) < 0.1
+    embedding = tsne(codes[:150])
+    assert embedding.shape == (150, 2)
+    assert knn_accuracy(embedding[:100], labels[:100], embedding[100:], labels[100:150]) > 0.9
