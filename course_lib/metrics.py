@@ -1,13 +1,25 @@
-"""Held-out reconstruction metrics (chapter 01): MSE per pixel and SSIM (torchmetrics)."""
+"""Metrics. Chapter 01: held-out reconstruction error, MSE per pixel and SSIM (torchmetrics).
+Chapter 04: FID and KID of generated images (torchmetrics, in a pluggable feature space) and the
+conditional accuracy of a class-conditional generator.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
+from torchmetrics.image.kid import KernelInceptionDistance
+from torchvision.transforms import GaussianBlur
 
+from course_lib.classifier import load_or_train_classifier
+from course_lib.device import choose_device
 from course_lib.models.cvae import conditioning
+from course_lib.profiles import get_profile
 
 
 @torch.no_grad()
@@ -27,3 +39,217 @@ def reconstruction_metrics(model: nn.Module, data: Iterable[tuple[Tensor, Tensor
         n_values += x.numel()
     model.train(was_training)
     return {"mse_per_pixel": squared_error / n_values, "ssim": ssim_sum / n_images}
+
+
+# --------------------------------------------------------------------------- chapter 04: generated images
+
+FID_EXTRACTORS = ("course", "inception")
+
+
+class FeatureExtractor(nn.Module):
+    """Images [B, C, H, W] in [0, 1] -> features [B, num_features]: the ``feature=`` module that
+    torchmetrics' FID and KID call on every batch (chapter 04).
+
+    With a custom module (and ``normalize=True``) torchmetrics passes the tensor given to ``update``
+    unchanged, float in [0, 1], and reads ``num_features`` to size FID's mean and covariance.
+    """
+
+    def __init__(self, net: nn.Module, num_features: int, description: str) -> None:
+        super().__init__()
+        self.net, self.num_features, self.description = net, int(num_features), description
+        self._last: tuple[Tensor | None, Tensor | None] = (None, None)
+        self.eval()
+
+    def train(self, mode: bool = True) -> FeatureExtractor:
+        # Always in eval mode (BatchNorm running statistics, no dropout), as torchmetrics' own InceptionV3.
+        return super().train(False)
+
+    def extract(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        # fid_kid updates FID and KID with the same batch one after the other: extract its features once.
+        # float64: KID is a small difference of large kernel sums, which float32 rounds away.
+        if self._last[0] is not images:
+            self._last = (images, self.extract(images).double())
+        return self._last[1]
+
+    def forget(self) -> None:
+        """Drop the last batch kept for the second metric (frees its memory)."""
+        self._last = (None, None)
+
+
+class ClassifierFeatures(FeatureExtractor):
+    """The penultimate layer of a classifier (``classifier.features(x)``, e.g. the course's
+    :class:`~course_lib.classifier.FashionClassifier`); a module without ``features`` is called as is."""
+
+    def extract(self, images: Tensor) -> Tensor:
+        return self.net.features(images) if hasattr(self.net, "features") else self.net(images)
+
+
+class InceptionFeatures(FeatureExtractor):
+    """The standard FID features: torchmetrics' InceptionV3 (torch-fidelity weights), 2048-d pool3.
+
+    Grey images are repeated to 3 channels and scaled to uint8 [0, 255], exactly as torchmetrics does
+    with ``normalize=True``; the network resizes them to 299x299 itself.
+    """
+
+    def __init__(self) -> None:
+        try:
+            net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
+        except ModuleNotFoundError as error:
+            raise RuntimeError("extractor='inception' needs torch-fidelity (pip install torch-fidelity) and, once, "
+                               "the network to download its InceptionV3 weights. Without them use "
+                               "extractor='course' (the course's Fashion-MNIST classifier) and say so next to "
+                               f"the numbers. ({error})") from error
+        except Exception as error:  # a download raises URLError, HTTPError, ConnectionError, ...
+            raise RuntimeError("The InceptionV3 weights for standard FID could not be loaded: they are downloaded "
+                               "from GitHub on first use (then cached under torch.hub.get_dir()) and this machine "
+                               "could not get them. Use extractor='course' (the course's Fashion-MNIST classifier) "
+                               f"and say so next to the numbers. ({type(error).__name__}: {error})") from error
+        super().__init__(net, 2048, "InceptionV3 pool3 features (standard FID)")
+
+    def extract(self, images: Tensor) -> Tensor:
+        rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+        return self.net((rgb * 255).byte())
+
+
+def feature_extractor(extractor: str | nn.Module = "course", device: str | torch.device | None = None,
+                      verbose: bool = True) -> FeatureExtractor:
+    """The feature space FID and KID compare images in (chapter 04).
+
+    - ``"course"``: the course's Fashion-MNIST classifier (trained once and cached; with the ``smoke``
+      profile a 1-epoch smoke classifier): works offline, but its numbers are not comparable with
+      published FIDs;
+    - ``"inception"``: the standard InceptionV3 (needs torch-fidelity and, once, the network);
+    - an ``nn.Module``: a classifier with ``features(x)`` and ``num_features`` (like ``FashionClassifier``)
+      or any module mapping images to [B, d]. It is moved to ``device`` and put in eval mode.
+    """
+    device = _metric_device(device)
+    if isinstance(extractor, FeatureExtractor):
+        return extractor.to(device)
+    if isinstance(extractor, nn.Module):
+        return ClassifierFeatures(extractor, _num_features(extractor), f"features of {type(extractor).__name__}").to(device)
+    if extractor == "inception":
+        return InceptionFeatures().to(device)
+    if extractor == "course":
+        classifier = load_or_train_classifier(get_profile("auto").name, device=device, verbose=verbose)
+        return ClassifierFeatures(classifier, classifier.num_features, f"{classifier.description}, 128-d features")
+    raise ValueError(f"Unknown extractor {extractor!r}; choose one of {FID_EXTRACTORS} or pass an nn.Module.")
+
+
+def _num_features(net: nn.Module) -> int:
+    """``net.num_features``, or the width of its output for one blank image."""
+    if hasattr(net, "num_features"):
+        return int(net.num_features)
+    parameter = next(net.parameters(), None)
+    blank = torch.zeros(2, *getattr(net, "image_shape", (1, 28, 28)),
+                        device=parameter.device if parameter is not None else "cpu")
+    with torch.no_grad():
+        return int(ClassifierFeatures(net, 0, "").extract(blank).shape[1])
+
+
+def _metric_device(device: str | torch.device | None) -> torch.device:
+    device = choose_device(device)
+    # FID keeps float64 statistics, which Apple's MPS does not support: compute there on the CPU.
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+def _check_images(images: Tensor, name: str) -> None:
+    if images.dim() != 4 or len(images) < 2:
+        raise ValueError(f"{name} must be a batch of at least 2 images [N, C, H, W], got shape {list(images.shape)}.")
+    low, high = float(images.min()), float(images.max())
+    if not torch.is_floating_point(images) or low < 0 or high > 1:
+        raise ValueError(f"{name} must be float images in [0, 1], got {images.dtype} in [{low:.3g}, {high:.3g}]. "
+                         "Decoders return logits: apply torch.sigmoid first; uint8 images: divide by 255.")
+
+
+def fid_kid(real: Tensor, fake: Tensor, extractor: str | nn.Module = "course", batch_size: int = 500,
+            device: str | torch.device | None = None, kid_subset_size: int = 1000, kid_subsets: int = 100,
+            seed: int = 0) -> dict[str, float]:
+    """FID and KID between two image sets [N, C, H, W] in [0, 1], with torchmetrics (chapter 04).
+
+    Both compare the sets in a feature space (see :func:`feature_extractor`; report which one ran):
+    FID fits a Gaussian to each set's features and measures the Fréchet distance between them; KID
+    is the unbiased polynomial-kernel MMD, averaged over ``kid_subsets`` random subsets of
+    ``kid_subset_size`` images (capped at the smaller set), drawn with ``seed`` so the number repeats.
+    Lower is better; 0 means "same distribution". FID is biased upwards for small sets: compare
+    numbers only at the same N, and next to :func:`fid_floors`.
+    """
+    _check_images(real, "real")
+    _check_images(fake, "fake")
+    device = _metric_device(device)
+    features = feature_extractor(extractor, device)
+    fid = FrechetInceptionDistance(feature=features, normalize=True).to(device)
+    with warnings.catch_warnings():  # "KID keeps all features in memory": 10k x 2048 floats is fine
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        kid = KernelInceptionDistance(feature=features, subsets=kid_subsets, normalize=True,
+                                      subset_size=min(kid_subset_size, len(real), len(fake))).to(device)
+    for images, is_real in ((real, True), (fake, False)):
+        for batch in images.split(batch_size):
+            batch = batch.to(device)
+            fid.update(batch, real=is_real)
+            kid.update(batch, real=is_real)
+    features.forget()
+    with torch.random.fork_rng(devices=[]):  # KID's subsets come from torch.randperm on the CPU
+        torch.manual_seed(seed)
+        kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def fid_floors(real_train: Tensor, real_test: Tensor, extractor: str | nn.Module = "course", batch_size: int = 500,
+               device: str | torch.device | None = None, kid_subset_size: int = 1000,
+               seed: int = 0) -> dict[str, dict[str, float]]:
+    """Reference values for a model's FID/KID, measured the same way (chapter 04).
+
+    - ``"real train vs real test"``: a random subset of the training images (seeded, as many as there
+      are test images) against the test images: what a perfect generator would score at this N.
+    - ``"blurred test vs real test"``: the test images blurred with torchvision's
+      ``GaussianBlur(kernel_size=5, sigma=1.0)`` (fixed, not tuned) against the sharp test images:
+      what a slight blur alone costs, the typical flaw of VAE samples.
+
+    ``pandas.DataFrame(fid_floors(...)).T`` shows them as a table.
+    """
+    subset = torch.randperm(len(real_train), generator=torch.Generator().manual_seed(seed))[:len(real_test)]
+    features = feature_extractor(extractor, device)  # built (or loaded) once for both comparisons
+    blurred = GaussianBlur(kernel_size=5, sigma=1.0)(real_test)
+    pairs = {"real train vs real test": real_train[subset], "blurred test vs real test": blurred}
+    return {name: fid_kid(real_test, other, features, batch_size, device, kid_subset_size, seed=seed)
+            for name, other in pairs.items()}
+
+
+@torch.no_grad()
+def predict(classifier: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+    """Predicted class of every image [N] (on the CPU), batch by batch, in eval mode (chapter 04)."""
+    was_training = classifier.training
+    classifier.eval()
+    parameter = next(classifier.parameters(), None)
+    device = parameter.device if parameter is not None else images.device
+    predictions = [classifier(batch.to(device)).argmax(1).cpu() for batch in images.split(batch_size)]
+    classifier.train(was_training)
+    return torch.cat(predictions)
+
+
+def conditional_accuracy(classifier: nn.Module, images: Tensor, requested_labels: Tensor,
+                         class_names: Sequence[str] | None = None, batch_size: int = 500) -> tuple[float, pd.Series]:
+    """How often a classifier sees the class a conditional model was asked to draw (chapter 04).
+
+    Returns ``(overall, per_class)``: the fraction of all ``images`` classified as their requested
+    label, and the same fraction among the images requested for each class (only classes that were
+    requested; indexed by ``class_names[c]`` or the class index). Judge it against the classifier's
+    own accuracy on real test images (``classifier.test_accuracy``): a generator cannot beat its judge
+    by much.
+    """
+    from sklearn.metrics import accuracy_score, recall_score
+
+    if len(images) != len(requested_labels):
+        raise ValueError(f"{len(images)} images but {len(requested_labels)} requested labels.")
+    _check_images(images, "images")
+    requested = requested_labels.cpu().numpy()
+    predicted = predict(classifier, images, batch_size).numpy()
+    classes = np.unique(requested)
+    # Recall of class c = correct among the images *requested* as c: exactly the per-class accuracy.
+    per_class = recall_score(requested, predicted, labels=classes, average=None, zero_division=0)
+    index = pd.Index([class_names[c] for c in classes] if class_names is not None else classes, name="requested class")
+    return float(accuracy_score(requested, predicted)), pd.Series(per_class, index=index, name="accuracy")
