@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.ipynb))
 
-.PHONY: book test install data bench clean
+.PHONY: book test install data classifier bench clean
 
 # Re-installs when pyproject.toml changes; creates the virtual environment if it is missing.
 $(VENV)/.installed: pyproject.toml
@@ -18,7 +18,11 @@ install: $(VENV)/.installed
 data: install
 	$(PYTHON) data_scripts/get_fashion_mnist.py
 
-book: data
+# The Fashion-MNIST classifier behind chapter 04's FID/KID and conditional accuracy (trained once, cached).
+classifier: data
+	$(PYTHON) data_scripts/train_classifier.py --profile $(PROFILE)
+
+book: data classifier
 	rm -rf _build/executed
 	$(PYTHON) -m course_lib.execute --profile $(PROFILE) --out _build/executed $(CHAPTERS)
 	$(VENV)/bin/jupyter-book build _build/executed --path-output . --warningiserror --nitpick --keep-going
