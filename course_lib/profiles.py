@@ -48,3 +48,8 @@ def get_profile(name: str = "auto") -> Profile:
         raise ValueError(f"Unknown profile {name!r} (COURSE_PROFILE={os.environ.get('COURSE_PROFILE')!r}). "
                          f"Choose one of: auto, {', '.join(PROFILES)}.")
     return PROFILES[requested]
+
+
+def show_progress() -> bool:
+    """Progress bars are on unless ``COURSE_PROGRESS=0`` (set for headless papermill runs)."""
+    return os.environ.get("COURSE_PROGRESS", "1") != "0"

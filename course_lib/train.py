@@ -25,6 +25,7 @@ from course_lib.analysis import encode_dataset
 from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from course_lib.data import cache_dir
 from course_lib.device import choose_device, seed_everything
+from course_lib.profiles import show_progress
 from course_lib.losses import active_units
 from course_lib.models.cvae import conditioning
 
@@ -45,11 +46,6 @@ def checkpoint_path(name: str, profile_name: str) -> Path:
     """Where a chapter keeps the checkpoint of one model: one folder per profile, so a ``smoke`` run
     never resumes from a ``cpu`` one. Delete the file (or the folder) to retrain from scratch."""
     return cache_dir() / "checkpoints" / profile_name / f"{name}.pt"
-
-
-def show_progress() -> bool:
-    """Progress bars are on unless ``COURSE_PROGRESS=0`` (set for headless papermill runs)."""
-    return os.environ.get("COURSE_PROGRESS", "1") != "0"
 
 
 def amp_settings(device: torch.device, amp: bool) -> tuple[torch.dtype | None, bool]:
