@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.ipynb))
 
-.PHONY: book test install data classifier bench clean
+.PHONY: book test install data classifier bench student clean
 
 # Re-installs when pyproject.toml changes; creates the virtual environment if it is missing.
 $(VENV)/.installed: pyproject.toml
@@ -33,6 +33,10 @@ test: data
 
 bench: install
 	$(PYTHON) -m course_lib.bench
+
+# Student versions of the chapters: every exercise, or one assignment's (make student ASSIGNMENT=A2).
+student: install
+	$(PYTHON) -m course_lib.student $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 clean:
 	rm -rf _build

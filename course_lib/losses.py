@@ -7,6 +7,7 @@ and collapsed its posterior). Introduced in chapter 01 (reconstruction) and chap
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,15 @@ def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(q(z|x) || N(0, I)) for each latent dimension, in closed form: shape [B, D]."""
     mu, logvar = mu.float(), logvar.float()
     return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)
+
+
+def bits_per_dim(nats_per_image: float | Tensor, image_shape: Sequence[int]) -> float | Tensor:
+    """A loss in nats per image as bits per dimension (chapter 03, exercise 3.1): nats / (C*H*W * ln 2).
+
+    Dividing by the number of pixel values makes images of different sizes comparable; dividing by
+    ln 2 turns nats into bits.
+    """
+    return nats_per_image / (math.prod(image_shape) * math.log(2))
 
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> int:

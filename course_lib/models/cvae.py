@@ -36,6 +36,11 @@ def conditioning(model: nn.Module, condition: Tensor | None) -> tuple[Tensor, ..
     return (condition,)
 
 
+def one_hot(labels: Tensor, k: int) -> Tensor:
+    """Class indices [B] -> float one-hot vectors [B, k], the condition a CVAE sees (chapter 04, exercise 4.1)."""
+    return F.one_hot(labels.long(), k).float()
+
+
 def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = ()) -> nn.Sequential:
     """Linear layers with ReLU between them: in -> hidden... -> out."""
     sizes = [in_features, *hidden, out_features]
@@ -68,7 +73,7 @@ class CVAE(VAE):
             if condition.dim() != 1 or int(condition.min()) < 0 or int(condition.max()) >= self.condition_dim:
                 raise ValueError(f"Class indices must be a 1-D tensor of values in 0..{self.condition_dim - 1}, "
                                  f"got shape {list(condition.shape)} with values {condition.min()}..{condition.max()}.")
-            condition = F.one_hot(condition.long(), self.condition_dim).float()
+            condition = one_hot(condition, self.condition_dim)
         if condition.dim() != 2 or condition.shape[1] != self.condition_dim:
             raise ValueError(f"Expected conditions of shape [B, {self.condition_dim}] (or class indices [B]), "
                              f"got {list(condition.shape)}.")
