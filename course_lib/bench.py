@@ -14,14 +14,27 @@ and device three ways, in one run, and prints samples/s of each:
 
 It reports course_lib / DataLoader (the speed-up) and course_lib / compute-only (1 - overhead).
 Each way is timed in several interleaved rounds after a warm-up; the median round is reported.
+
+    python -m course_lib.bench prepare [--images 1000] [--image-size 640x480] [--size 64]
+
+times chapter 06's prepare step (:func:`course_lib.coco.prepare`) on synthetic scenes written as JPEGs
+of COCO's typical size: images/s of the whole step with one worker and with all CPUs, images/s of
+decoding alone with JPEG draft mode and with a full decode (one process), and the disk space per
+1,000 prepared images, extrapolated to COCO val2017 (5,000) and train2017 (118,287).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
+import os
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -115,7 +128,86 @@ def measure(model_name: str, device: torch.device, steps: int, warmup: int, batc
     return {name: steps * batch_size / statistics.median(times) for name, times in seconds.items()}
 
 
+COCO_IMAGES = {"val2017": 5_000, "train2017": 118_287}
+
+
+def _full_decode(path: Path, size: int):
+    """The usual pipeline, for comparison: decode every pixel, then crop and resize."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        return ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.BICUBIC)
+
+
+def measure_prepare(n_images: int, image_size: tuple[int, int], size: int, workers: int, rounds: int,
+                    folder: Path) -> dict[str, float]:
+    """Images/s of prepare (1 and ``workers`` processes) and of decoding (draft vs full); bytes per image."""
+    from course_lib.coco import load_image, prepare
+    from course_lib.scenes import write_scenes
+
+    write_scenes(folder, "val2017", n_images, image_size, seed=0, greyscale_fraction=0, workers=workers)
+    paths = sorted((folder / "val2017").glob("*.jpg"))
+    runs = itertools.count()
+
+    def prepare_with(n_workers: int) -> Callable[[], None]:
+        def run():
+            with contextlib.redirect_stdout(io.StringIO()):  # the summary would drown the table
+                prepare(folder, "val2017", folder / f"out{next(runs)}", size, workers=n_workers)
+        return run
+
+    ways = {"prepare, 1 worker": prepare_with(1), f"prepare, {workers} workers": prepare_with(workers),
+            "decode, draft": lambda: [load_image(path, size) for path in paths],
+            "decode, full": lambda: [_full_decode(path, size) for path in paths]}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):  # interleaved, so machine noise hits every way alike
+        for name, run in ways.items():
+            started = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - started)
+    rates = {name: n_images / statistics.median(times) for name, times in seconds.items()}
+    prepared = folder / "out0"
+    rates["image bytes"] = (prepared / f"images_{size}.npy").stat().st_size / n_images
+    rates["metadata bytes"] = (prepared / f"meta_{size}.json").stat().st_size / n_images
+    return rates
+
+
+def prepare_main(argv: list[str]) -> None:
+    """``python -m course_lib.bench prepare``: the prepare step's speed and disk footprint."""
+    from course_lib.coco import default_workers
+
+    parser = argparse.ArgumentParser(prog="python -m course_lib.bench prepare",
+                                     description="Speed and disk space of chapter 06's prepare step.")
+    parser.add_argument("--images", type=int, default=1000, help="synthetic JPEGs to write and prepare")
+    parser.add_argument("--image-size", default="640x480", help="WIDTHxHEIGHT of the JPEGs (COCO's typical size)")
+    parser.add_argument("--size", type=int, default=64, help="prepared side in pixels")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    args = parser.parse_args(argv)
+    image_size = tuple(int(part) for part in args.image_size.lower().split("x"))
+    workers = args.workers or default_workers()
+
+    # Other processes on the same CPUs cap the parallel speed-up (Windows has no load average).
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    with tempfile.TemporaryDirectory() as folder:
+        rate = measure_prepare(args.images, image_size, args.size, workers, args.rounds, Path(folder))
+    print(f"{args.images:,} synthetic {args.image_size} JPEGs -> {args.size}x{args.size}, {workers} CPUs "
+          f"(load average {load:.1f} before), median of {args.rounds} rounds, files in the page cache")
+    for name in ("prepare, 1 worker", f"prepare, {workers} workers", "decode, draft", "decode, full"):
+        print(f"  {name:<24}{rate[name]:>8,.0f} images/s")
+    print(f"  speed-up: {rate[f'prepare, {workers} workers'] / rate['prepare, 1 worker']:.2f}x with {workers} workers, "
+          f"{rate['decode, draft'] / rate['decode, full']:.2f}x from draft mode")
+    per_1000 = {kind: rate[f"{kind} bytes"] * 1000 / 1e6 for kind in ("image", "metadata")}
+    print(f"  disk per 1,000 images: {per_1000['image']:.1f} MB images + {per_1000['metadata']:.2f} MB metadata "
+          "(captions, labels; scenes also store their attributes)")
+    for split, n in COCO_IMAGES.items():
+        print(f"  COCO {split} ({n:,} images): {per_1000['image'] * n / 1000:,.0f} MB images "
+              f"+ {per_1000['metadata'] * n / 1000:,.0f} MB metadata")
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["prepare"]:
+        return prepare_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     parser.add_argument("--steps", type=int, default=150, help="timed optimisation steps per round")

@@ -1,4 +1,6 @@
 """The throughput benchmark runs end to end (on tiny synthetic data) and prints its ratios."""
+import re
+
 from course_lib import bench
 
 
@@ -13,3 +15,12 @@ def test_bench_prints_samples_per_second_and_ratios(fake_fashion_mnist, monkeypa
         speedup, overhead = row.split()[-2:]
         assert speedup.endswith("x") and float(speedup[:-1]) > 0
         assert overhead.endswith("%")
+
+
+def test_prepare_bench_prints_images_per_second_and_disk_space(capsys):
+    bench.main(["prepare", "--images", "16", "--image-size", "160x120", "--rounds", "1", "--workers", "2"])
+    out = capsys.readouterr().out
+    rates = re.findall(r"^  (?:prepare|decode),.* ([\d,]+) images/s$", out, re.MULTILINE)
+    assert len(rates) == 4 and all(int(rate.replace(",", "")) > 0 for rate in rates)
+    assert "12.3 MB images" in out  # 64 x 64 x 3 bytes per image, per 1,000 images
+    assert "COCO train2017 (118,287 images): 1,454 MB images" in out
