@@ -309,7 +309,7 @@ def prepare(root: str | os.PathLike, split: str = "val2017", out_dir: str | os.P
     _check_fractions(fractions)
     key = _key(root, split, size, seed, fractions, keep_without_instances)
     if (summary := _reusable(out_dir, size, key)) is not None:
-        print(summary)
+        print(f"already prepared (reused): {sum(summary.split_sizes.values()):,} images at {size}x{size} in {out_dir}")
         return summary
 
     started = time.perf_counter()

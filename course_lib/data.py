@@ -22,11 +22,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -152,7 +154,10 @@ def _torchvision_dataset(name: str, train: bool):
 
     Returns ``None`` when it is not there and cannot be downloaded, so callers can fall back.
     """
-    return _cached_torchvision_dataset(name, train, str(_torchvision_root()))
+    root = str(_torchvision_root())
+    if _cached_torchvision_dataset(name, True, root) is None:  # train first: it is the one downloaded
+        return None
+    return _cached_torchvision_dataset(name, train, root)
 
 
 @functools.cache  # a failed download costs seconds: try once per folder and process
@@ -162,7 +167,8 @@ def _cached_torchvision_dataset(name: str, train: bool, root: str):
     try:
         return getattr(torchvision.datasets, name)(root=root, train=train, download=True)
     except Exception as error:  # offline: URLError, socket errors, HTTP errors, bad checksums
-        print(f"note: {name} is not in {root} and could not be downloaded ({type(error).__name__}: {error}).")
+        reason = str(error).splitlines()[0]
+        print(f"note: {name} is not in {root} and could not be downloaded ({type(error).__name__}: {reason}).")
         return None
 
 
@@ -229,6 +235,35 @@ def load_cifar10(split: str = "train", size: int | None = None, seed: int = 0,
     return _as_float(images.contiguous(), labels, device)
 
 
+# Scenes drawn for chapter 03: quick runs (at most 2,400 training images asked for) use a small set.
+SCENES_SMALL, SCENES_FULL = 2_500, 12_000  # split 80/10/10 into train/val/test
+
+
+def load_scenes(split: str = "train", size: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
+                grey: bool = False, image_size: int = 32) -> tuple[Tensor, Tensor]:
+    """The course's synthetic scenes as ``(images, labels)``: float [N, 3, S, S] in [0, 1] (chapter 03).
+
+    The RGB stand-in for CIFAR-10 offline: coloured shapes on textured backgrounds, drawn and prepared
+    once through the COCO pipeline (:func:`course_lib.coco.synthetic_scenes`); the label is the shape of
+    the largest object (:data:`course_lib.scenes.SHAPES`). ``grey`` gives [N, 1, S, S]. Asking for at
+    most 2,000 images draws :data:`SCENES_SMALL` scenes (seconds), otherwise :data:`SCENES_FULL` (about a minute once).
+    """
+    from torchvision.transforms.functional import rgb_to_grayscale
+
+    from course_lib.coco import load_prepared, synthetic_scenes
+    from course_lib.scenes import SHAPES
+
+    _check_split(split)
+    n_scenes = SCENES_SMALL if size is not None and size <= 0.8 * SCENES_SMALL else SCENES_FULL
+    prepared = load_prepared(synthetic_scenes(n_scenes, image_size), split, image_size)
+    images = torch.from_numpy(np.array(prepared.images)).permute(0, 3, 1, 2)
+    labels = torch.tensor([list(SHAPES).index(shape) for shape in prepared.main_object("shape")])
+    images, labels = _subset(images, labels, size, seed)
+    if grey:
+        images = rgb_to_grayscale(images)
+    return _as_float(images.contiguous(), labels, device)
+
+
 class TensorLoader:
     """Shuffled mini-batches from tensors that already sit on the training device (chapter 01).
 
@@ -283,7 +318,19 @@ IMAGE_DATASETS = {
     "mnist": load_mnist,
     "cifar10": load_cifar10,
     "cifar10-grey": functools.partial(load_cifar10, grey=True),
+    "scenes32": load_scenes,
+    "scenes32-grey": functools.partial(load_scenes, grey=True),
 }
+
+
+def class_names(dataset: str) -> tuple[str, ...]:
+    """The names of the labels that :data:`IMAGE_DATASETS` ``[dataset]`` returns (chapter 03)."""
+    if dataset.startswith("scenes"):
+        from course_lib.scenes import SHAPES  # needs pycocotools, an optional dependency
+
+        return tuple(SHAPES)
+    return {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": tuple(str(digit) for digit in range(10)),
+            "cifar10": CIFAR10_CLASSES, "cifar10-grey": CIFAR10_CLASSES}[dataset]
 
 
 def image_loaders(dataset: str, profile, device: str | torch.device = "cpu", batch_size: int | None = None,

@@ -79,9 +79,11 @@ def latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1
     return model.decode(z.to(device)).cpu()
 
 
-def show_latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1), title: str | None = None) -> plt.Axes:
+def show_latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1), title: str | None = None,
+                         ax: plt.Axes | None = None) -> plt.Axes:
     """Plot :func:`latent_manifold` as one image with the quantile grid."""
-    _, ax = plt.subplots(figsize=(7, 7))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 7))
     return show_images(latent_manifold(model, n, dims), nrow=n, title=title, ax=ax)
 
 
