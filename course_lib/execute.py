@@ -4,13 +4,17 @@
 
 Each chapter runs with its ``profile`` parameter set; the executed copies, the book sources and a
 ``execution_report.csv`` (chapter, profile, seconds, status) are written under ``--out``, ready for
-``jupyter-book build``. A chapter whose cell raises is reported with the cell that failed, and the
-command exits non-zero.
+``jupyter-book build``. The staged ``book/execution.md`` is replaced by a page with the same table,
+the date and the machine (the committed page, used by a plain ``jupyter-book build .``, shows
+Jupyter Book's own execution table instead). A chapter whose cell raises is reported with the cell
+that failed, and the command exits non-zero.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import platform
 import shutil
 import sys
 import time
@@ -20,6 +24,7 @@ import pandas as pd
 import yaml
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+EXECUTION_PAGE = Path("book") / "execution.md"  # replaced in the staged copy by write_execution_page
 
 
 def execute_chapter(notebook: Path, output: Path, profile: str, timeout: int) -> float:
@@ -58,6 +63,69 @@ def stage_book(root: Path, out: Path) -> None:
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def machine_description() -> dict[str, str]:
+    """Date, machine and software of this run, for the execution page."""
+    import torch
+
+    from course_lib.device import choose_device
+
+    device = choose_device()
+    if device.type == "cuda":
+        device_text = f"CUDA GPU ({torch.cuda.get_device_name(0)})"
+    elif device.type == "mps":
+        device_text = "Apple MPS"
+    else:
+        device_text = "CPU only (no CUDA or MPS device)"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores",
+        "device": device_text,
+        "software": f"Python {platform.python_version()}, PyTorch {torch.__version__}",
+    }
+
+
+def _toc_files(out: Path) -> set[str]:
+    """Document names listed in the staged _toc.yml (a link to any other page would be a warning)."""
+    def walk(node) -> set[str]:
+        if isinstance(node, dict):
+            found = {str(node["file"])} if "file" in node else set()
+            return found | {name for value in node.values() for name in walk(value)}
+        if isinstance(node, list):
+            return {name for item in node for name in walk(item)}
+        return set()
+
+    toc = out / "_toc.yml"
+    if not toc.is_file():
+        return set()
+    data = yaml.safe_load(toc.read_text()) or {}
+    return walk(data) | ({str(data["root"])} if "root" in data else set())
+
+
+def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str]) -> Path:
+    """Write the staged ``book/execution.md``: one row per chapter, then the date and the machine."""
+    documents = _toc_files(out)
+    lines = ["# Execution report", "",
+             "How this build of the book executed its chapters: `python -m course_lib.execute` ran each",
+             "notebook with papermill, then Jupyter Book rendered the executed copies without running them",
+             "again. The same numbers are in `execution_report.csv` next to the executed chapters.", "",
+             "| chapter | profile | seconds | status |", "|---|---|---:|---|"]
+    for row in report.itertuples(index=False):
+        docname = Path(str(row.output)).with_suffix("").as_posix()
+        name = f"{{doc}}`/{docname}`" if docname in documents else f"`{row.chapter}`"
+        lines.append(f"| {name} | `{row.profile}` | {row.seconds:.1f} | {row.status} |")
+    lines += ["", f"Total: {report['seconds'].sum():.1f} s for {len(report)} chapter(s), "
+              f"{(report['status'] == 'ok').sum()} of them ran to the end.", "",
+              "| | |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in machine.items()]
+    lines += ["", "The profile sets data sizes and epochs (see {ref}`the profile table <setup-profiles>`);",
+              "run times depend on the machine and on the checkpoint cache: a chapter whose models were",
+              "trained by an earlier run with the same profile only reloads them.", ""]
+    page = out / EXECUTION_PAGE
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("\n".join(lines))
+    return page
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", type=Path)
@@ -83,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(failure_summary(notebook, error))
             print(failures[-1], flush=True)
         print(f"  {status} in {seconds:.1f} s", flush=True)
-        rows.append({"chapter": str(notebook), "profile": profile, "seconds": round(seconds, 1), "status": status})
+        rows.append({"chapter": str(notebook), "profile": profile, "seconds": round(seconds, 1), "status": status,
+                     "output": output.relative_to(args.out).as_posix()})
     args.out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(args.out / "execution_report.csv", index=False)
+    report = pd.DataFrame(rows)
+    report.drop(columns="output").to_csv(args.out / "execution_report.csv", index=False)
     stage_book(args.root, args.out)
+    write_execution_page(args.out, report, machine_description())
     if failures:
         print("\n".join(["", f"{len(failures)} chapter(s) failed:", *failures]), file=sys.stderr)
         return 1

@@ -1,14 +1,23 @@
-"""Shared fixtures of the course_lib unit tests.
+"""Shared fixtures of the course_lib unit tests, and the session fixtures of the book tests.
 
 Every test runs with its own cache folder, without progress bars, and blind to the machine's real
 Fashion-MNIST (``$COURSE_DATA_DIR`` is unset and the Debian folder is pointed at an empty path), so
 the suite never depends on installed data or on the network.
+
+The book tests (markers ``notebooks`` and ``book``) share two session fixtures, so that the chapters
+are executed once and the book is built once per session: ``executed`` (every chapter run under the
+``smoke`` profile by ``python -m course_lib.execute``, as ``make book`` does) and ``book_build``
+(``jupyter-book build`` of that staged copy, with warnings as errors).
 """
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -87,3 +96,47 @@ def fake_fashion_mnist(tmp_path) -> Path:
 def write_idx_files():
     """The writer behind :func:`fake_fashion_mnist`, for other layouts: ``write(folder, gz=..., seed=...)``."""
     return write_fashion_mnist
+
+
+# ---------------------------------------------------------------- book tests (session fixtures)
+REPO = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.fixture(scope="session")
+def smoke_env(tmp_path_factory) -> dict[str, str]:
+    env = dict(os.environ, COURSE_CACHE_DIR=str(tmp_path_factory.mktemp("cache")), COURSE_PROGRESS="0")
+    env.pop("COURSE_PROFILE", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def executed(tmp_path_factory, smoke_env) -> Path:
+    """Execute every chapter once with papermill under the smoke profile, as `make book` does."""
+    out = tmp_path_factory.mktemp("executed")
+    result = subprocess.run([sys.executable, "-m", "course_lib.execute", "--profile", "smoke", "--out", str(out),
+                             *[str(p.relative_to(REPO)) for p in CHAPTERS]],
+                            cwd=REPO, env=smoke_env, capture_output=True, text=True)
+    assert result.returncode == 0, f"chapters failed under smoke:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def book_build(executed, smoke_env) -> SimpleNamespace:
+    """Build the HTML book once from the executed chapters, as `make book` does.
+
+    Returns ``result`` (the finished ``jupyter-book build``, checked by
+    ``test_book_builds_from_executed_chapters``) and ``html``, the built site.
+    """
+    result = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(executed),
+                             "--path-output", str(executed), "--warningiserror", "--nitpick", "--keep-going"],
+                            cwd=REPO, env=smoke_env, capture_output=True, text=True)
+    return SimpleNamespace(result=result, html=executed / "_build" / "html")
+
+
+@pytest.fixture
+def built_html(book_build) -> Path:
+    """The built book's HTML folder; the tests that read it fail at once when the build did."""
+    if book_build.result.returncode != 0:
+        pytest.fail("the book build failed (see test_book_builds_from_executed_chapters)", pytrace=False)
+    return book_build.html

@@ -78,3 +78,34 @@ def test_stage_book_over_an_earlier_staging(tmp_path):
     stage_book(root, out)
     assert yaml.safe_load((out / "_config.yml").read_text())["title"] == "v2"
     assert (out / "book" / "intro.md").read_text() == "# Intro v2\n"
+
+
+def test_execution_page_lists_chapters_with_links_and_the_machine(tmp_path):
+    import pandas as pd
+
+    from course_lib.execute import write_execution_page
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: chapters/01_ae\n")
+    report = pd.DataFrame([
+        {"chapter": "chapters/01_ae.ipynb", "profile": "smoke", "seconds": 12.34, "status": "ok",
+         "output": "chapters/01_ae.ipynb"},
+        {"chapter": "chapters/99_new.ipynb", "profile": "smoke", "seconds": 3.0, "status": "failed",
+         "output": "chapters/99_new.ipynb"},
+    ])
+    machine = {"date": "2026-01-01 00:00 UTC", "machine": "Linux x86_64, 2 CPU cores", "device": "CPU only"}
+    page = write_execution_page(out, report, machine).read_text()
+    assert page.startswith("# Execution report\n")
+    assert "| {doc}`/chapters/01_ae` | `smoke` | 12.3 | ok |" in page
+    assert "| `chapters/99_new.ipynb` | `smoke` | 3.0 | failed |" in page  # not in the toc: no link
+    assert "Total: 15.3 s for 2 chapter(s), 1 of them ran to the end." in page
+    assert "| device | CPU only |" in page and "2 CPU cores" in page
+
+
+def test_machine_description_names_date_cores_and_device():
+    from course_lib.execute import machine_description
+
+    machine = machine_description()
+    assert set(machine) == {"date", "machine", "device", "software"}
+    assert "CPU cores" in machine["machine"] and "PyTorch" in machine["software"]

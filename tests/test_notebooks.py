@@ -1,8 +1,8 @@
 """Chapters: committed clean, executable under the smoke profile in under a minute each, and the
-whole book renders from the executed copies. The slow part runs once per session."""
+whole book renders from the executed copies. The slow part runs once per session (the session
+fixtures `executed` and `book_build` are in conftest.py, shared with the other book tests)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,23 +39,6 @@ def _run(command: list[str], env: dict[str, str], cwd: Path = REPO) -> subproces
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="session")
-def smoke_env(tmp_path_factory) -> dict[str, str]:
-    env = dict(os.environ, COURSE_CACHE_DIR=str(tmp_path_factory.mktemp("cache")), COURSE_PROGRESS="0")
-    env.pop("COURSE_PROFILE", None)
-    return env
-
-
-@pytest.fixture(scope="session")
-def executed(tmp_path_factory, smoke_env) -> Path:
-    """Execute every chapter once with papermill under the smoke profile, as `make book` does."""
-    out = tmp_path_factory.mktemp("executed")
-    result = _run([sys.executable, "-m", "course_lib.execute", "--profile", "smoke", "--out", str(out),
-                   *[str(p.relative_to(REPO)) for p in CHAPTERS]], smoke_env)
-    assert result.returncode == 0, f"chapters failed under smoke:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return out
-
-
 @pytest.mark.notebooks
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_runs_under_smoke_in_a_minute(executed, notebook):
@@ -69,11 +52,10 @@ def test_chapter_runs_under_smoke_in_a_minute(executed, notebook):
 
 
 @pytest.mark.book
-def test_book_builds_from_executed_chapters(executed, smoke_env):
-    result = _run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(executed), "--path-output",
-                   str(executed), "--warningiserror", "--nitpick", "--keep-going"], smoke_env)
+def test_book_builds_from_executed_chapters(book_build):
+    result = book_build.result
     assert result.returncode == 0, f"book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    html = executed / "_build" / "html"
+    html = book_build.html
     for notebook in CHAPTERS:
         page = (html / "chapters" / f"{notebook.stem}.html").read_text()
         assert "<img" in page, f"{notebook.stem}: no figure rendered"
