@@ -259,21 +259,34 @@ def run_grader(args: list[str], env: dict[str, str]) -> pd.DataFrame:
     return pd.read_csv(out / "grades.csv", index_col="student", dtype={"student": str})
 
 
+STUDENT_RUNS = [  # chapter, the assignment that stubs its exercises, the exercises that have a check
+    ("01_autoencoders", "A1", ["1.1"]),
+    ("02_vae", "A2", ["2.1", "2.2"]),
+    ("03_latent_complexity", "A3", ["3.1"]),
+    ("04_cvae", "A4", ["4.1"]),
+]
+
+
+def test_student_runs_cover_every_chapter():
+    assert sorted(f"{name}.ipynb" for name, _, _ in STUDENT_RUNS) == sorted(path.name for path in CHAPTERS)
+
+
 @pytest.mark.notebooks
-def test_student_chapter_runs_to_the_end_with_its_exercises_not_done(tmp_path, grade_env):
-    """One real chapter, as a student gets it, executed under smoke by the grader."""
+@pytest.mark.parametrize(("chapter", "assignment", "checked"), STUDENT_RUNS, ids=[run[0] for run in STUDENT_RUNS])
+def test_student_chapter_runs_to_the_end_with_its_exercises_not_done(tmp_path, grade_env, chapter, assignment, checked):
+    """Every chapter, as a student gets it, executed under smoke by the grader."""
     submitted = tmp_path / "submissions" / "unsolved"
-    write_student_versions([REPO / "chapters" / "02_vae.ipynb"], submitted)
-    grades = run_grader(["--assignment", "A2", "--out", str(tmp_path / "grades"), str(submitted / "02_vae.ipynb")],
-                        grade_env)
-    executed = read(tmp_path / "grades" / "executed" / "unsolved" / "02_vae.ipynb")
+    write_student_versions([REPO / "chapters" / f"{chapter}.ipynb"], submitted)
+    grades = run_grader(["--assignment", assignment, "--out", str(tmp_path / "grades"),
+                         str(submitted / f"{chapter}.ipynb")], grade_env)
+    executed = read(tmp_path / "grades" / "executed" / "unsolved" / f"{chapter}.ipynb")
     outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     printed = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
-    for exercise in ("2.1", "2.2"):
+    for exercise in checked:
         assert f"Exercise {exercise} is not done yet: the rest of the notebook uses the library's reference" in printed
     assert executed.metadata.papermill.duration < SMOKE_SECONDS
-    assert grades.loc["unsolved", ["2.1", "2.2", "total"]].tolist() == [0, 0, 0]
+    assert grades.loc["unsolved", [*checked, "total"]].tolist() == [0] * (len(checked) + 1)
 
 
 @pytest.mark.notebooks
