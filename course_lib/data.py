@@ -235,7 +235,7 @@ def load_cifar10(split: str = "train", size: int | None = None, seed: int = 0,
     return _as_float(images.contiguous(), labels, device)
 
 
-# Scenes drawn for chapter 03: quick runs (at most 2,400 training images asked for) use a small set.
+# Scenes drawn for chapter 03: quick runs (at most 2,000 images asked for) use a small set.
 SCENES_SMALL, SCENES_FULL = 2_500, 12_000  # split 80/10/10 into train/val/test
 
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 import torchvision.datasets
 
-from course_lib.data import (DataNotFoundError, image_loaders, load_cifar10, load_mnist, mnist_source)
+import course_lib.data
+from course_lib.data import (DataNotFoundError, class_names, image_loaders, load_cifar10, load_mnist, load_scenes,
+                             mnist_source)
 from course_lib.profiles import PROFILES
 
 
@@ -85,3 +87,17 @@ def test_image_loaders_follow_the_profile(monkeypatch):
 def test_image_loaders_reject_unknown_data_sets():
     with pytest.raises(ValueError, match="fashion-mnist"):
         image_loaders("imagenet", PROFILES["smoke"])
+
+
+def test_scenes_loader_labels_are_the_main_shape(monkeypatch):
+    from course_lib.coco import load_prepared, synthetic_scenes
+    from course_lib.scenes import SHAPES
+
+    monkeypatch.setattr(course_lib.data, "SCENES_SMALL", 100)  # 80 train / 10 val / 10 test scenes, drawn in a second
+    images, labels = load_scenes("train", size=80)
+    grey, grey_labels = load_scenes("train", size=80, grey=True)
+    assert images.shape == (80, 3, 32, 32) and grey.shape == (80, 1, 32, 32)
+    assert torch.equal(labels, grey_labels) and 0 <= float(images.min()) and float(images.max()) <= 1
+    prepared = load_prepared(synthetic_scenes(100, 32), "train", 32)
+    assert labels.tolist() == [list(SHAPES).index(shape) for shape in prepared.main_object("shape")]
+    assert class_names("scenes32") == tuple(SHAPES)
