@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from course_lib.models.cvae import conditioning
+
+if TYPE_CHECKING:  # minisom is imported where it is used, like scikit-learn
+    from minisom import MiniSom
 
 
 @torch.no_grad()
@@ -74,3 +79,121 @@ def tsne(codes: Tensor, seed: int = 0, perplexity: float = 30.0) -> Tensor:
     perplexity = min(perplexity, (len(codes) - 1) / 3)  # sklearn requires perplexity < n_samples
     embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(codes.numpy())
     return torch.from_numpy(embedding)
+
+
+# ---------------------------------------------------------------- chapter 08: latent analysis
+def pca(codes: Tensor, n_components: int = 2) -> tuple[Tensor, np.ndarray]:
+    """Project latent codes on their first principal axes (chapter 08): ``(projected [N, n_components],
+    explained_variance_ratio [n_components])``. The ratios say how flat the latent cloud is."""
+    from sklearn.decomposition import PCA
+
+    fitted = PCA(n_components=n_components).fit(codes.numpy())
+    return torch.from_numpy(fitted.transform(codes.numpy())), fitted.explained_variance_ratio_
+
+
+def linear_probe_accuracy(train_codes: Tensor, train_labels: Tensor, test_codes: Tensor,
+                          test_labels: Tensor) -> float:
+    """Held-out accuracy of a logistic-regression probe on latent codes (chapter 08): how much class
+    information a single linear read-out finds, the global counterpart of :func:`knn_accuracy`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # standardised inputs: latent dimensions differ in scale, and lbfgs converges far faster on them
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    probe.fit(train_codes.numpy(), train_labels.numpy())
+    return float(probe.score(test_codes.numpy(), test_labels.numpy()))
+
+
+def tsne_trustworthiness(codes: Tensor, embedding: Tensor, n_neighbors: int = 5, max_points: int = 5000,
+                         seed: int = 0) -> float:
+    """Trustworthiness of a 2-D embedding (e.g. :func:`tsne`) of ``codes``, in [0, 1] (chapter 08):
+    1 when every embedding neighbour is also a neighbour in latent space. Computed on a seeded subset
+    of at most ``max_points`` points (it is quadratic)."""
+    from sklearn.manifold import trustworthiness
+
+    keep = np.random.default_rng(seed).permutation(len(codes))[:max_points]  # same rows in both spaces
+    return float(trustworthiness(codes.numpy()[keep], embedding.numpy()[keep], n_neighbors=n_neighbors))
+
+
+def train_som(codes: Tensor, rows: int, cols: int, iterations: int, seed: int = 0, sigma: float = 1.0,
+              learning_rate: float = 0.5) -> MiniSom:
+    """A ``rows`` x ``cols`` self-organising map (minisom) trained on latent codes (chapter 08).
+
+    The map is fitted on the codes as given, not standardised, so its quantization error is in latent
+    units and comparable with :func:`kmeans_quantization_error`. Seeded: the initial weights (drawn
+    from the codes) and the order of the training samples both come from ``seed``.
+    """
+    from minisom import MiniSom
+
+    data = codes.numpy().astype(np.float64)
+    som = MiniSom(rows, cols, data.shape[1], sigma=sigma, learning_rate=learning_rate, random_seed=seed)
+    som.random_weights_init(data)  # starts inside the data whatever its scale
+    som.train(data, iterations, random_order=True)
+    return som
+
+
+def som_quality(som: MiniSom, codes: Tensor) -> dict[str, float]:
+    """minisom's own quality measures of a map on ``codes`` (chapter 08): ``quantization_error`` (mean
+    Euclidean distance to the best-matching unit) and ``topographic_error`` (fraction of codes whose
+    two best units are not adjacent on the grid, in [0, 1])."""
+    data = codes.numpy().astype(np.float64)
+    return {"quantization_error": float(som.quantization_error(data)),
+            "topographic_error": float(som.topographic_error(data))}
+
+
+def kmeans_quantization_error(codes: Tensor, n_clusters: int, seed: int = 0) -> float:
+    """Mean Euclidean distance from each code to its nearest k-means centre (chapter 08): the same
+    definition as minisom's quantization error, so with ``n_clusters = rows * cols`` it is the baseline
+    of a map with as many units but no grid to respect."""
+    from sklearn.cluster import KMeans
+
+    data = codes.numpy().astype(np.float64)
+    kmeans = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit(data)
+    return float(kmeans.transform(data).min(axis=1).mean())
+
+
+def som_purity(som: MiniSom, codes: Tensor, labels: Tensor) -> float:
+    """Fraction of codes whose label is the majority label of their best-matching unit (chapter 08).
+
+    Biased upwards by chance: with few codes per unit, even random labels have a majority above
+    1 / classes, so compare with the purity of shuffled labels.
+    """
+    counts = som.labels_map(codes.numpy().astype(np.float64), labels.tolist())
+    return sum(max(unit.values()) for unit in counts.values()) / len(codes)
+
+
+def som_hit_map(som: MiniSom, codes: Tensor) -> np.ndarray:
+    """Number of codes won by each unit, ``[rows, cols]`` integers summing to N (chapter 08)."""
+    return som.activation_response(codes.numpy().astype(np.float64)).astype(np.int64)
+
+
+def som_u_matrix(som: MiniSom) -> np.ndarray:
+    """U-matrix ``[rows, cols]``: each unit's distance to its grid neighbours, normalised to [0, 1];
+    ridges of high values separate clusters (chapter 08)."""
+    return som.distance_map()
+
+
+def som_winners(som: MiniSom, codes: Tensor) -> np.ndarray:
+    """Grid position ``(row, col)`` of each code's best-matching unit, ``[N, 2]`` (chapter 08)."""
+    return np.array([som.winner(x) for x in codes.numpy().astype(np.float64)], dtype=np.int64).reshape(-1, 2)
+
+
+def unit_agreement(som: MiniSom, codes_a: Tensor, codes_b: Tensor, radius: int = 1,
+                   seed: int = 0) -> dict[str, float]:
+    """How often paired codes (e.g. an image latent and its caption's, in the same latent space) land
+    on the same map unit (chapter 08).
+
+    Returns ``same`` (identical best-matching units) and ``neighbour`` (units within Chebyshev
+    distance ``radius`` on the grid), and ``chance_same`` / ``chance_neighbour``: the same fractions
+    after a seeded shuffle of ``codes_b``, which keeps both marginal hit maps but breaks the pairing.
+    """
+    win_a, win_b = som_winners(som, codes_a), som_winners(som, codes_b)
+    shuffled = win_b[np.random.default_rng(seed).permutation(len(win_b))]
+
+    def fractions(other: np.ndarray) -> tuple[float, float]:
+        distance = np.abs(win_a - other).max(axis=1)  # Chebyshev: diagonal neighbours count as adjacent
+        return float((distance == 0).mean()), float((distance <= radius).mean())
+
+    (same, neighbour), (chance_same, chance_neighbour) = fractions(win_b), fractions(shuffled)
+    return {"same": same, "neighbour": neighbour, "chance_same": chance_same, "chance_neighbour": chance_neighbour}
