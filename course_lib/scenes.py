@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
+
+from course_lib.checkpoint import write_atomic
 
 SCENES_VERSION = 1  # part of every cache key: bump it when the drawing or the captions change
 
@@ -270,14 +271,8 @@ def _render_one(item: tuple[int, int, str], folder: Path, width: int, height: in
 
 def write_json_atomic(path: Path, content: Any) -> None:
     """Write JSON atomically: a killed run leaves the old file or none, never half of one."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(json.dumps(content))  # json.dumps uses the C encoder, json.dump does not: 10x faster
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # json.dumps uses the C encoder, json.dump does not: 10x faster
+    write_atomic(path, lambda file: file.write(json.dumps(content).encode()))
 
 
 def _plan(n_images: int, seed: int, greyscale_fraction: float, defects: bool) -> tuple[list[int], dict[str, list[int]]]:

@@ -38,13 +38,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -53,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from course_lib.checkpoint import write_atomic
 from course_lib.data import DataNotFoundError, cache_dir
 from course_lib.device import choose_device
 from course_lib.profiles import show_progress
@@ -408,18 +408,6 @@ def _text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def _write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through a temporary file and rename: a killed run leaves the old file or none, never half."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class EmbeddingCache:
     """Each distinct text encoded once per encoder, kept on disk (chapter 05; used by chapter 06).
 
@@ -474,12 +462,12 @@ class EmbeddingCache:
         """Write the new rows as a new part, then the index that points at them."""
         index = self._index
         part = f"part-{len(index['parts']):05d}-{uuid.uuid4().hex[:8]}.npy"
-        _write_atomic(self.folder / part, lambda file: np.save(file, embeddings.numpy().astype(np.float32)))
+        write_atomic(self.folder / part, lambda file: np.save(file, embeddings.numpy().astype(np.float32)))
         index["parts"].append(part)
         index["rows"].update({h: [len(index["parts"]) - 1, row] for row, h in enumerate(hashes)})
         index["encoded"] += len(hashes)
         index["encode_seconds"] += seconds
-        _write_atomic(self._index_path, lambda file: file.write(json.dumps(index).encode()))
+        write_atomic(self._index_path, lambda file: file.write(json.dumps(index).encode()))
         self.encode_seconds += seconds
 
     def _read(self, hashes: list[str]) -> Tensor:
