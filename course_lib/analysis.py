@@ -81,6 +81,23 @@ def tsne(codes: Tensor, seed: int = 0, perplexity: float = 30.0) -> Tensor:
     return torch.from_numpy(embedding)
 
 
+def retrieval_recall(queries: Tensor, gallery: Tensor, ks: Iterable[int] = (1, 5, 10)) -> dict[int, float]:
+    """Recall@k of cosine-similarity retrieval where query i's match is gallery item i (chapters 05 and 07).
+
+    For each query the gallery is ranked by cosine similarity; recall@k is the fraction of queries
+    whose own item is among the top k. Chance is ``k / len(gallery)``. Ties count against the query
+    (an item ranks below every item at least as similar), so a constant embedding scores 0, not 1.
+    """
+    if queries.shape != gallery.shape:
+        raise ValueError(f"queries {list(queries.shape)} and gallery {list(gallery.shape)} must pair up row by row.")
+    q = torch.nn.functional.normalize(queries.float(), dim=1)
+    g = torch.nn.functional.normalize(gallery.float(), dim=1)
+    similarity = q @ g.T
+    own = similarity.diagonal().unsqueeze(1)
+    rank = (similarity >= own).sum(1)  # 1 = the own item is strictly the most similar
+    return {k: float((rank <= k).double().mean()) for k in ks}
+
+
 # ---------------------------------------------------------------- chapter 08: latent analysis
 def pca(codes: Tensor, n_components: int = 2) -> tuple[Tensor, np.ndarray]:
     """Project latent codes on their first principal axes (chapter 08): ``(projected [N, n_components],

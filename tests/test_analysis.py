@@ -117,3 +117,17 @@ def test_unit_agreement_of_paired_codes_is_high_and_shuffled_chance_is_low(blobs
     perturbed = unit_agreement(som, codes, noisy, radius=1)
     assert perturbed["same"] > 0.9 and perturbed["neighbour"] >= perturbed["same"]
     assert unit_agreement(som, codes, shuffled(codes), radius=0)["same"] < 0.3
+
+
+def test_retrieval_recall_of_matching_pairs_is_one_and_of_shuffled_pairs_near_chance():
+    from course_lib.analysis import retrieval_recall
+
+    generator = torch.Generator().manual_seed(0)
+    items = torch.randn(500, 16, generator=generator)
+    noisy = items + 0.1 * torch.randn(500, 16, generator=generator)
+    assert retrieval_recall(noisy, items) == {1: 1.0, 5: 1.0, 10: 1.0}
+    shuffled = retrieval_recall(noisy[torch.randperm(500, generator=generator)], items, ks=(10,))
+    assert abs(shuffled[10] - 10 / 500) < 0.03
+    assert retrieval_recall(torch.ones(50, 4), torch.ones(50, 4), ks=(1, 10)) == {1: 0.0, 10: 0.0}
+    with pytest.raises(ValueError, match="pair up"):
+        retrieval_recall(items[:10], items)
