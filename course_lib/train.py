@@ -212,6 +212,7 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
       so a resumed run matches an uninterrupted one.
     - A NaN loss raises :class:`TrainingDivergedError`; a VAE with fewer than ``collapse_fraction``
       of its latent dimensions active warns with :class:`PosteriorCollapseWarning`.
+    - The default optimiser (Adam, ``lr``) only holds the parameters with ``requires_grad``.
     """
     device = choose_device(device)
     model.to(device)
@@ -220,7 +221,7 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
     if test_data is not None and hasattr(test_data, "to"):
         test_data.to(device)
     _check_data_range(train_data)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = optimizer or torch.optim.Adam(trainable_parameters(model), lr=lr)
     amp_dtype, use_scaler = amp_settings(device, amp)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     seed_everything(seed)
@@ -273,9 +274,18 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
     return pd.DataFrame(rows).set_index("epoch")
 
 
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters that get gradients: what the optimiser updates. A frozen part (chapter 07's
+    stage-1 VAE inside the two-stage model) stays out, so no optimiser state is kept for it."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(f"{type(model).__name__} has no trainable parameter (all have requires_grad=False).")
+    return parameters
+
+
 def _check_data_range(data: Batches) -> None:
     images = getattr(data, "images", None)
-    if images is None:
+    if images is None or images.dim() != 4:  # only image batches [N, C, H, W]; e.g. token features are not
         return
     low, high = float(images.min()), float(images.max())
     if low < 0 or high > 1:
