@@ -234,6 +234,35 @@ class BertEncoder(TextEncoder):
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1)
 
+    def token_features(self, texts: Sequence[str], batch_size: int = 64) -> tuple[Tensor, Tensor]:
+        """Every token's last hidden state, unpooled (chapter 07): ``(features, mask)`` on the CPU.
+
+        ``features`` is float32 ``[N, L, dim]`` with L the longest text's token count ([CLS] and
+        [SEP] included) and zeros at padded positions; ``mask`` is bool ``[N, L]``, True at real
+        tokens. Nothing is pooled, so a text longer than :attr:`max_tokens` cannot be split and
+        averaged as :meth:`encode` does: it raises :class:`TextTooLongError`.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        texts = _checked(texts)
+        counts = self.count_tokens(texts)
+        for text, count in zip(texts, counts):
+            if count > self.max_tokens:
+                raise TextTooLongError(f"A text has {count} tokens, more than the {self.max_tokens} that {self.name} "
+                                       f"reads: {text[:80]!r}... Shorten it; token features are never truncated.")
+        features = torch.zeros(len(texts), max(counts, default=0), self.dim)
+        mask = torch.zeros(len(texts), max(counts, default=0), dtype=torch.bool)
+        order = np.argsort(counts, kind="stable")  # similar lengths share a batch: little padding
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        with torch.no_grad():  # no_grad, not inference_mode: the features feed a model that is trained
+            for rows in tqdm(batches, desc=f"token features with {self.name}", unit="batch", disable=not show_progress()):
+                batch = self.tokenizer([texts[i] for i in rows], padding=True, return_tensors="pt").to(self.device)
+                hidden, real = self.model(**batch).last_hidden_state, batch["attention_mask"].bool()
+                index = torch.from_numpy(rows)
+                features[index, :hidden.shape[1]] = (hidden * real.unsqueeze(-1)).float().cpu()
+                mask[index, :hidden.shape[1]] = real.cpu()
+        return features, mask
+
 
 def _hub_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now, not only when huggingface_hub was imported."""
