@@ -170,14 +170,31 @@ def kmeans_quantization_error(codes: Tensor, n_clusters: int, seed: int = 0) -> 
     return float(kmeans.transform(data).min(axis=1).mean())
 
 
+def assignment_purity(assignments: Tensor, labels: Tensor) -> float:
+    """Fraction of points whose label is the majority label of their group (chapter 08, exercise 8.1).
+
+    ``assignments [N]`` names each point's group (a SOM unit, a k-means cluster), ``labels [N]`` its
+    class. 1 when every group holds one class; with many small groups even random labels score well
+    above 1 / classes, so compare with shuffled labels.
+    """
+    if assignments.shape != labels.shape or assignments.dim() != 1 or not len(labels):
+        raise ValueError(f"assignments {list(assignments.shape)} and labels {list(labels.shape)} must be "
+                         "two non-empty vectors of the same length.")
+    pairs = torch.stack([torch.as_tensor(assignments).long(), torch.as_tensor(labels).long()], dim=1)
+    groups_and_labels, counts = pairs.unique(dim=0, return_counts=True)
+    _, group_index = groups_and_labels[:, 0].unique(return_inverse=True)
+    majority = torch.zeros(int(group_index.max()) + 1, dtype=counts.dtype).scatter_reduce(0, group_index, counts, "amax")
+    return float(majority.sum()) / len(labels)
+
+
 def som_purity(som: MiniSom, codes: Tensor, labels: Tensor) -> float:
-    """Fraction of codes whose label is the majority label of their best-matching unit (chapter 08).
+    """:func:`assignment_purity` of the map's best-matching units (chapter 08).
 
     Biased upwards by chance: with few codes per unit, even random labels have a majority above
     1 / classes, so compare with the purity of shuffled labels.
     """
-    counts = som.labels_map(codes.numpy().astype(np.float64), labels.tolist())
-    return sum(max(unit.values()) for unit in counts.values()) / len(codes)
+    winners = torch.from_numpy(som_winners(som, codes))
+    return assignment_purity(winners[:, 0] * som.get_weights().shape[1] + winners[:, 1], labels)
 
 
 def som_hit_map(som: MiniSom, codes: Tensor) -> np.ndarray:

@@ -8,6 +8,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 from course_lib.analysis import (
+    assignment_purity,
     kmeans_quantization_error,
     knn_accuracy,
     linear_probe_accuracy,
@@ -131,3 +132,12 @@ def test_retrieval_recall_of_matching_pairs_is_one_and_of_shuffled_pairs_near_ch
     assert retrieval_recall(torch.ones(50, 4), torch.ones(50, 4), ks=(1, 10)) == {1: 0.0, 10: 0.0}
     with pytest.raises(ValueError, match="pair up"):
         retrieval_recall(items[:10], items)
+
+
+def test_assignment_purity_counts_the_majority_label_of_each_group():
+    assignments = torch.tensor([0, 0, 0, 1, 1, 7])
+    assert assignment_purity(assignments, torch.tensor([2, 2, 1, 0, 0, 5])) == pytest.approx(5 / 6)
+    assert assignment_purity(assignments, assignments) == 1.0
+    assert assignment_purity(torch.zeros(4, dtype=torch.long), torch.tensor([0, 1, 2, 3])) == 0.25
+    with pytest.raises(ValueError, match="same length"):
+        assignment_purity(assignments, torch.tensor([1, 2]))
