@@ -1,4 +1,4 @@
-"""Checks of the chapters' exercises against the library's reference code (chapters 01 to 04).
+"""Checks of the chapters' exercises against the library's reference code (every chapter).
 
 A chapter's check cell runs ``my_kl = check("2.1", my_kl)``. The check calls the student's function
 and the library's reference on the cases the exercise shows, then on more cases (random inputs and
@@ -30,6 +30,7 @@ from torch import Tensor
 from course_lib.losses import bits_per_dim, kl_per_dim, reconstruction_nll
 from course_lib.models import VAE
 from course_lib.models.cvae import one_hot
+from course_lib.text import mean_pool
 
 RESULTS_ENV = "COURSE_CHECK_RESULTS"
 PASSED, FAILED, NOT_DONE = "passed", "failed", "not done"
@@ -307,6 +308,22 @@ def _bits_per_dim_cases() -> list[Case]:
             Case("a NumPy number and a torch.Size", lambda: (np.float64(250.0), torch.Size([1, 28, 28])), hidden=True)]
 
 
+def _mean_pool_cases() -> list[Case]:
+    def tokens(lengths: list[int], width: int, seed: int, max_length: int | None = None) -> Callable[[], tuple]:
+        def make() -> tuple:
+            length = max_length or max(lengths)
+            hidden = torch.randn(len(lengths), length, width, generator=_generator(seed))
+            mask = (torch.arange(length) < torch.tensor(lengths).unsqueeze(1)).long()  # as tokenizers return it
+            return hidden, mask
+        return make
+
+    return [Case("3 captions of 5, 3 and 1 tokens, padded to 5, vectors of 4", tokens([5, 3, 1], 4, 0)),
+            Case("no padding at all (every mask entry is 1)", tokens([6, 6], 8, 1), hidden=True),
+            Case("a single caption with 7 of 10 tokens real", tokens([7], 16, 2, max_length=10), hidden=True),
+            Case("64 captions of random lengths, 384-d like MiniLM",
+                 tokens(torch.randint(1, 20, (64,), generator=_generator(3)).tolist(), 384, 4), hidden=True)]
+
+
 EXERCISES: dict[str, Exercise] = {
     "1.1": Exercise("the reconstruction loss by hand", _mean_reconstruction_nll,
                     "course_lib.losses.reconstruction_nll(logits, x).mean()", _reconstruction_cases,
@@ -326,5 +343,9 @@ EXERCISES: dict[str, Exercise] = {
     "4.1": Exercise("one-hot vectors", one_hot, "course_lib.models.cvae.one_hot", _one_hot_cases,
                     _tensors_close(rtol=0.0, atol=0.0),
                     hint="start from torch.zeros(len(labels), k) and set one entry per row to 1.0."),
+    "5.1": Exercise("masked mean pooling", mean_pool, "course_lib.text.mean_pool", _mean_pool_cases,
+                    _tensors_close(rtol=1e-5, atol=1e-6),
+                    hint="multiply the vectors by the mask (as floats, with a last dimension of 1), sum over the "
+                         "tokens (dimension 1), and divide by the number of real tokens of each caption."),
 }
 """Every exercise with an automatic check, by id ("chapter.number", as in the chapters' headings)."""

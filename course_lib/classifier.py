@@ -134,7 +134,7 @@ def load_or_train_classifier(profile_name: str = "cpu", device: str | torch.devi
         model = _train(kind, path, device, verbose)
     if verbose:
         print(f"{model.description}: test accuracy {model.test_accuracy:.2%} (cached in {path})")
-    return _frozen(model.to(device))
+    return frozen(model.to(device))
 
 
 def _train(kind: str, path: Path, device: torch.device, verbose: bool) -> FashionClassifier:
@@ -182,7 +182,7 @@ def _load(path: Path, kind: str) -> FashionClassifier:
     return model
 
 
-def _frozen(model: nn.Module) -> nn.Module:
+def frozen(model: nn.Module) -> nn.Module:
     """Eval mode (BatchNorm uses its running statistics, no dropout) and no gradients."""
     model.eval()
     for parameter in model.parameters():

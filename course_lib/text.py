@@ -167,6 +167,14 @@ class TextEncoder(ABC):
         """One batch of texts that fit in :attr:`max_tokens` -> ``[B, dim]`` on :attr:`device`."""
 
 
+def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """Average of the token vectors ``[B, T, D]`` over the real tokens (``attention_mask`` [B, T] is 1
+    for a token, 0 for padding) -> ``[B, D]`` (chapter 05, exercise 5.1). Padding must not count: a
+    caption's embedding would otherwise depend on the longest caption in its batch."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 def split_sentences(text: str) -> list[str]:
     """Split after ``.``, ``!`` or ``?`` followed by white space, and at line breaks (chapter 05).
 
@@ -231,8 +239,7 @@ class BertEncoder(TextEncoder):
         hidden = self.model(**batch).last_hidden_state  # [B, T, hidden]
         if self.pooling == "cls":
             return hidden[:, 0]  # the [CLS] token's hidden state (not BERT's next-sentence "pooler")
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1)
+        return mean_pool(hidden, batch["attention_mask"])
 
     def token_features(self, texts: Sequence[str], batch_size: int = 64) -> tuple[Tensor, Tensor]:
         """Every token's last hidden state, unpooled (chapter 07): ``(features, mask)`` on the CPU.

@@ -1,0 +1,80 @@
+"""The scene reader (chapter 06): targets from the recorded attributes, unknowns skipped, cached training."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_lib import coco
+from course_lib.checkpoint import CheckpointError
+from course_lib.scene_reader import (ATTRIBUTES, UNKNOWN, AttributeLoss, SceneReader, attribute_accuracy,
+                                     attribute_targets, chance_accuracy, load_or_train_scene_reader, reader_path)
+
+
+def record(colour: str, shape: str, position: str, greyscale: bool = False) -> dict:
+    return {"greyscale": greyscale, "objects": [{"colour": colour, "shape": shape, "position": position},
+                                                {"colour": "red", "shape": "star", "position": "top"}]}
+
+
+def test_targets_are_the_main_objects_and_unknown_where_nothing_can_be_seen():
+    records = [record("blue", "heart", "top left"), record("red", "circle", "centre", greyscale=True),
+               {"greyscale": False, "objects": []}]
+    targets = attribute_targets(records)
+    assert targets.tolist() == [
+        [ATTRIBUTES["colour"].index("blue"), ATTRIBUTES["shape"].index("heart"), 0],
+        [UNKNOWN, ATTRIBUTES["shape"].index("circle"), ATTRIBUTES["position"].index("centre")],
+        [UNKNOWN, UNKNOWN, UNKNOWN]]
+
+
+class Oracle(SceneReader):
+    """Reads whatever it is told to, to test the metric without training."""
+
+    def __init__(self, answers: torch.Tensor) -> None:
+        super().__init__(image_size=16)
+        self.answers = answers
+
+    def read(self, images, batch_size=500):
+        return self.answers
+
+
+def test_accuracy_skips_unknown_targets_and_counts_all_three_only_where_all_are_known():
+    targets = torch.tensor([[1, 2, 3], [UNKNOWN, 2, 3], [4, 5, 6], [1, 1, 1]])
+    answers = torch.tensor([[1, 2, 3], [7, 2, 0], [4, 0, 6], [0, 1, 1]])
+    result = attribute_accuracy(Oracle(answers), torch.zeros(4, 3, 16, 16), targets)
+    assert result == {"colour": pytest.approx(2 / 3), "shape": pytest.approx(3 / 4),
+                      "position": pytest.approx(3 / 4), "all three": pytest.approx(1 / 3)}
+    with pytest.raises(ValueError, match="4 images but 3"):
+        attribute_accuracy(Oracle(answers), torch.zeros(4, 3, 16, 16), targets[:3])
+
+
+def test_chance_is_the_majority_value_of_each_attribute():
+    targets = torch.tensor([[0, 1, 2], [0, 3, 2], [1, 3, 2], [UNKNOWN, 3, 5]])
+    assert chance_accuracy(targets) == {"colour": pytest.approx(2 / 3), "shape": 0.75, "position": 0.75}
+
+
+def test_loss_ignores_unknown_targets():
+    torch.manual_seed(0)
+    reader = SceneReader(image_size=16)
+    x = torch.rand(4, 3, 16, 16)
+    known = torch.tensor([[1, 2, 3], [2, 3, 4], [0, 0, 0], [5, 5, 5]])
+    masked = known.clone()
+    masked[3] = UNKNOWN
+    reader.eval()  # no dropout: the same logits in both calls
+    full, partial = AttributeLoss()(reader, x, known), AttributeLoss()(reader, x, masked)
+    logits = reader(x[:3])
+    expected = sum(torch.nn.functional.cross_entropy(logits[name], known[:3, i]) for i, name in enumerate(ATTRIBUTES))
+    assert torch.isfinite(full["loss"]) and torch.allclose(partial["loss"], expected, atol=1e-6)
+
+
+def test_reader_is_trained_once_then_loaded_and_a_corrupt_cache_is_a_clear_error(capsys):
+    folder = coco.synthetic_scenes(48, size=16, image_size=(64, 48), workers=1)
+    train, test = coco.load_prepared(folder, "train", 16), coco.load_prepared(folder, "test", 16)
+    reader = load_or_train_scene_reader(train, test, smoke=True, device="cpu")
+    assert "Training the scene reader once" in capsys.readouterr().out
+    assert not reader.training and not any(p.requires_grad for p in reader.parameters())
+    assert set(reader.test_accuracy) == {*ATTRIBUTES, "all three"} and "SMOKE" in reader.description
+    again = load_or_train_scene_reader(train, test, smoke=True, device="cpu")
+    assert "Training" not in capsys.readouterr().out
+    assert all(torch.equal(a, b) for a, b in zip(reader.state_dict().values(), again.state_dict().values()))
+    reader_path(train, smoke=True).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_or_train_scene_reader(train, test, smoke=True, device="cpu")
