@@ -139,6 +139,33 @@ def chance_accuracy(targets: Tensor) -> dict[str, float]:
     return result
 
 
+class AttributeCurve:
+    """A :func:`~course_lib.train.fit` callback: after every epoch, decode fixed latent vectors under fixed
+    conditions and record how often the reader sees the requested attributes (chapter 06).
+
+    ``conditions`` [N, K] are what the model is asked to draw (e.g. caption embeddings) and ``targets``
+    [N, 3] what those captions say (:func:`attribute_targets`). :attr:`rows` holds one dict per epoch
+    (``pandas.DataFrame(curve.rows)``); it is saved in fit's checkpoints, so a resumed run keeps it.
+    """
+
+    def __init__(self, reader: SceneReader, conditions: Tensor, targets: Tensor, seed: int = 0) -> None:
+        self.reader, self.conditions, self.targets, self.seed = reader, conditions, targets, seed
+        self.rows: list[dict[str, float]] = []
+
+    @torch.no_grad()
+    def __call__(self, epoch: int, model: nn.Module) -> None:
+        device = next(model.parameters()).device
+        z = torch.randn(len(self.conditions), model.latent_dim, generator=torch.Generator().manual_seed(self.seed))
+        images = model.decode(z.to(device), self.conditions.to(device))
+        self.rows.append({"epoch": epoch, **attribute_accuracy(self.reader, images.float(), self.targets)})
+
+    def state_dict(self) -> dict[str, list[dict[str, float]]]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, list[dict[str, float]]]) -> None:
+        self.rows = list(state["rows"])
+
+
 # ---------------------------------------------------------------- training once, cached
 TRAINING = {"full": {"epochs": 5, "lr": 2e-3, "batch_size": 128},
             "smoke": {"epochs": 1, "lr": 2e-3, "batch_size": 128}}

@@ -150,6 +150,13 @@ EMPTY_CAPTIONS = ("an empty {background} background", "nothing but a plain {back
                   "there is nothing on this {background} background")
 
 
+def names_main_shape(caption: str) -> bool:
+    """Whether a scene caption names its main object's shape ("a red heart"), not only its
+    supercategory ("a red symbol"): only such captions can be checked for shape (chapter 06)."""
+    words = caption.lower()
+    return not any(re.search(rf"\b{phrase}\b", words) for phrase in SUPERCATEGORY_WORDS.values())
+
+
 def captions_for(scene: dict, rng: np.random.Generator) -> list[str]:
     """Five or six different captions of a scene, each naming the main object's colour and position."""
     if not scene["objects"]:

@@ -214,3 +214,16 @@ def test_predict_uses_eval_mode_and_restores_training_mode(tiny_classifier):
     model.train()
     predict(model, x)
     assert model.training
+
+
+def test_clip_score_without_weights_is_a_clear_error_at_once(monkeypatch):
+    import course_lib.text
+    from course_lib.metrics import clip_score
+    from course_lib.text import WeightsNotFoundError
+
+    monkeypatch.setattr(course_lib.text, "_hub_problem", lambda repo_id: "no network (test)")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # nothing in a local cache either
+    with pytest.raises(WeightsNotFoundError, match="no network"):
+        clip_score(torch.rand(2, 3, 32, 32), ["a red circle", "a blue star"])
+    with pytest.raises(ValueError, match="2 images but 1 captions"):
+        clip_score(torch.rand(2, 3, 32, 32), ["a red circle"])

@@ -78,3 +78,26 @@ def test_reader_is_trained_once_then_loaded_and_a_corrupt_cache_is_a_clear_error
     reader_path(train, smoke=True).write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         load_or_train_scene_reader(train, test, smoke=True, device="cpu")
+
+
+def test_attribute_curve_records_one_row_per_epoch_and_survives_a_checkpoint():
+    from course_lib.models import conv_cvae
+    from course_lib.scene_reader import AttributeCurve
+
+    targets = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    curve = AttributeCurve(Oracle(torch.tensor([[1, 2, 3], [0, 5, 6]])), torch.randn(2, 8), targets)
+    model = conv_cvae((3, 16, 16), condition_dim=8, latent_dim=4, channels=(4, 8))
+    curve(1, model)
+    curve(2, model)
+    assert [row["epoch"] for row in curve.rows] == [1, 2] and curve.rows[0]["colour"] == 0.5
+    restored = AttributeCurve(curve.reader, curve.conditions, targets)
+    restored.load_state_dict(curve.state_dict())
+    assert restored.rows == curve.rows
+
+
+def test_only_captions_that_name_the_main_shape_can_be_checked_for_shape():
+    from course_lib.scenes import names_main_shape
+
+    assert names_main_shape("A small orange heart in the top right with a little yellow square.")
+    assert not names_main_shape("An orange symbol at the top right of the picture with a small yellow square.")
+    assert not names_main_shape("A blue round shape in the middle.")
