@@ -38,10 +38,19 @@ def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: str = "bernoulli",
     return nll.flatten(1).sum(1)
 
 
-def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(q(z|x) || N(0, I)) for each latent dimension, in closed form: shape [B, D]."""
+def kl_per_dim(mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None,
+               prior_logvar: Tensor | None = None) -> Tensor:
+    """KL(q(z|x) || N(0, I)) for each latent dimension, in closed form: shape [B, D] (chapter 02).
+
+    With ``prior_mu`` and ``prior_logvar`` the second Gaussian is N(prior_mu, exp(prior_logvar))
+    instead of N(0, I), e.g. the text's Gaussian in chapter 07's stage 2 (exercise 7.1).
+    """
     mu, logvar = mu.float(), logvar.float()
-    return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)
+    if prior_mu is None and prior_logvar is None:
+        return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)
+    prior_mu = torch.zeros_like(mu) if prior_mu is None else prior_mu.float()
+    prior_logvar = torch.zeros_like(logvar) if prior_logvar is None else prior_logvar.float()
+    return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu) ** 2) / prior_logvar.exp() - 1)
 
 
 def bits_per_dim(nats_per_image: float | Tensor, image_shape: Sequence[int]) -> float | Tensor:

@@ -12,12 +12,12 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 
 from course_lib.checkpoint import load_checkpoint
 from course_lib.data import TensorLoader
-from course_lib.losses import ELBO, active_units
+from course_lib.losses import ELBO, active_units, kl_per_dim
 from course_lib.models import VAE, LatentRegression, TextToLatent, TwoStageVAE, image_vae, seed000_elbo
 from course_lib.models.blocks import ConvDecoder, ConvEncoder
 from course_lib.models.two_stage import (SEED000_CHANNELS, cached_token_features, caption_pairs, image_posteriors,
-                                         masked_mean, pack_tokens, seed000_beta, unpack_tokens)
-from course_lib.text import TextTooLongError, text_encoder
+                                         pack_tokens, seed000_beta, unpack_tokens)
+from course_lib.text import TextTooLongError, mean_pool, text_encoder
 from course_lib.train import fit
 
 WORDS = "a an the red green blue small big circle square star heart in on at top left right bottom centre .".split()
@@ -68,7 +68,7 @@ def test_token_features_are_unpooled_hidden_states_with_a_mask(tiny_bert):
     assert mask.sum(1).tolist() == counts and mask[:, 0].all()  # [CLS] first; padding at the end
     assert (features[~mask] == 0).all()
     # mean pooling of the token features is exactly what encode() returns
-    assert torch.allclose(masked_mean(features, mask), tiny_bert.encode(CAPTIONS), atol=1e-5)
+    assert torch.allclose(mean_pool(features, mask), tiny_bert.encode(CAPTIONS), atol=1e-5)
     assert not features.requires_grad and not tiny_bert.model.training
 
 
@@ -94,7 +94,7 @@ def test_minilm_token_features_pool_to_its_sentence_embeddings():
     encoder = text_encoder("minilm", device="cpu")
     features, mask = encoder.token_features(CAPTIONS)
     assert features.shape[-1] == 384 and mask.sum(1).tolist() == encoder.count_tokens(CAPTIONS)
-    assert torch.allclose(masked_mean(features, mask), encoder.encode(CAPTIONS), atol=1e-4)
+    assert torch.allclose(mean_pool(features, mask), encoder.encode(CAPTIONS), atol=1e-4)
 
 
 def test_cached_token_features_are_stored_once_and_read_back(tiny_bert, isolated_environment, monkeypatch):
@@ -107,9 +107,15 @@ def test_cached_token_features_are_stored_once_and_read_back(tiny_bert, isolated
 
 
 # ---------------------------------------------------------------- stage 2's text network
-def test_masked_mean_ignores_padding_even_nan():
-    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [float("nan"), 0.0]]])
-    assert torch.equal(masked_mean(hidden, torch.tensor([[True, True, False]])), torch.tensor([[2.0, 3.0]]))
+def test_kl_between_two_gaussians_extends_the_kl_to_the_prior():
+    generator = torch.Generator().manual_seed(0)
+    mu, logvar, mu_p, logvar_p = (torch.randn(5, 3, generator=generator) for _ in range(4))
+    assert torch.allclose(kl_per_dim(mu, logvar, torch.zeros(5, 3), torch.zeros(5, 3)), kl_per_dim(mu, logvar))
+    assert torch.allclose(kl_per_dim(mu, logvar, mu, logvar), torch.zeros(5, 3), atol=1e-6)
+    # one dimension by hand: KL(N(1, 1) || N(0, 4)) = log 2 + (1 + 1) / 8 - 1/2
+    value = kl_per_dim(torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[0.0]]), torch.tensor([[math.log(4)]]))
+    assert math.isclose(float(value), math.log(2) + 2 / 8 - 0.5, rel_tol=1e-6)
+    assert (kl_per_dim(mu, logvar, mu_p, logvar_p) >= 0).all()
 
 
 @pytest.mark.parametrize("predict_logvar", [False, True])
@@ -143,7 +149,8 @@ def test_text_to_latent_explains_bad_inputs():
     with pytest.raises(ValueError, match="no real token"):
         model(features, torch.zeros_like(mask))
     with pytest.raises(ValueError, match="divisible"):
-        TextToLatent(10, latent_dim=5, heads=3)
+        TextToLatent(TOKEN_DIM, latent_dim=5, heads=3, model_dim=10)
+    assert TextToLatent(TOKEN_DIM, latent_dim=5, model_dim=None).attention.embed_dim == TOKEN_DIM  # seed 000's width
     with pytest.raises(ValueError, match="latent space"):
         TwoStageVAE(tiny_vae(latent_dim=4), TextToLatent(TOKEN_DIM, latent_dim=5))
 

@@ -28,6 +28,7 @@ from course_lib.checkpoint import write_atomic
 from course_lib.data import cache_dir
 from course_lib.models.blocks import ImageShape
 from course_lib.models.vae import VAE, conv_vae
+from course_lib.text import mean_pool
 
 if TYPE_CHECKING:  # course_lib.losses imports course_lib.models: import it where it is used
     from course_lib.losses import ELBO
@@ -78,16 +79,6 @@ def image_posteriors(vae: VAE, images: Tensor, batch_size: int = 256) -> Tensor:
 
 
 # ---------------------------------------------------------------- stage 2
-def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
-    """Average ``hidden [B, L, D]`` over the positions where ``mask [B, L]`` is True: ``[B, D]`` (chapter 07).
-
-    Padded positions are replaced by zeros (not multiplied by them: a NaN there must not leak in).
-    """
-    mask = mask.bool()
-    summed = hidden.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1)
-    return summed / mask.sum(1, keepdim=True).clamp(min=1).to(hidden.dtype)
-
-
 def _check_tokens(features: Tensor, mask: Tensor, token_dim: int) -> None:
     if features.dim() != 3 or features.shape[-1] != token_dim:
         raise ValueError(f"Expected token features [B, L, {token_dim}], got {list(features.shape)}. Use "
@@ -101,21 +92,25 @@ def _check_tokens(features: Tensor, mask: Tensor, token_dim: int) -> None:
 class TextToLatent(nn.Module):
     """Stage 2's text network (chapter 07): token features -> self-attention -> masked mean -> MLP -> z.
 
-    The attention (``heads`` heads, as seed 000's ``num_heads=3``) lets every token look at the others
+    A linear layer projects the frozen features to ``model_dim`` (``None``: keep ``token_dim``, as seed
+    000 did; a smaller width makes the attention several times cheaper on a CPU). The attention
+    (``heads`` heads, as seed 000's ``num_heads=3``) lets every token look at the others
     (``key_padding_mask`` hides the padding), with a residual connection and LayerNorm; the masked mean
     pools the real tokens; the MLP (linear, ReLU, linear) maps to the latent mean, and with
     ``predict_logvar=True`` to a log-variance as well.
     """
 
-    def __init__(self, token_dim: int, latent_dim: int, heads: int = 3, hidden: int = 512,
-                 predict_logvar: bool = False, dropout: float = 0.1) -> None:
+    def __init__(self, token_dim: int, latent_dim: int, heads: int = 3, model_dim: int | None = 192,
+                 hidden: int = 512, predict_logvar: bool = False, dropout: float = 0.1) -> None:
         super().__init__()
-        if token_dim % heads:
-            raise ValueError(f"token_dim {token_dim} must be divisible by heads {heads}.")
+        model_dim = model_dim or token_dim
+        if model_dim % heads:
+            raise ValueError(f"model_dim {model_dim} must be divisible by heads {heads}.")
         self.token_dim, self.latent_dim, self.predict_logvar = token_dim, latent_dim, predict_logvar
-        self.attention = nn.MultiheadAttention(token_dim, heads, dropout=dropout, batch_first=True)
-        self.norm = nn.LayerNorm(token_dim)
-        self.mlp = nn.Sequential(nn.Linear(token_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+        self.project = nn.Linear(token_dim, model_dim) if model_dim != token_dim else nn.Identity()
+        self.attention = nn.MultiheadAttention(model_dim, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(model_dim)
+        self.mlp = nn.Sequential(nn.Linear(model_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
                                  nn.Linear(hidden, latent_dim * (2 if predict_logvar else 1)))
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor | tuple[Tensor, Tensor]:
@@ -123,8 +118,9 @@ class TextToLatent(nn.Module):
         or ``(mu, logvar)`` with ``predict_logvar``."""
         _check_tokens(features, mask, self.token_dim)
         mask = mask.bool()
-        attended, _ = self.attention(features, features, features, key_padding_mask=~mask, need_weights=False)
-        out = self.mlp(masked_mean(self.norm(features + attended), mask))
+        tokens = self.project(features)
+        attended, _ = self.attention(tokens, tokens, tokens, key_padding_mask=~mask, need_weights=False)
+        out = self.mlp(mean_pool(self.norm(tokens + attended), mask))
         return tuple(out.chunk(2, dim=1)) if self.predict_logvar else out
 
 
@@ -211,6 +207,8 @@ class LatentRegression:
             raise ValueError(f"target must be one of {TARGETS}, not {self.target!r}")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        from course_lib.losses import kl_per_dim
+
         if y is None:
             raise ValueError("Stage 2 needs targets: the image posteriors [mu, logvar] as labels.")
         mu_x, logvar_x = y.float().chunk(2, dim=1)
@@ -221,9 +219,7 @@ class LatentRegression:
             return {"loss": mse, "mse": mse}
         if not isinstance(out, tuple):
             raise ValueError("target='kl' needs a text network with predict_logvar=True.")
-        logvar_t = out[1]
-        kl = 0.5 * (logvar_t - logvar_x + (logvar_x.exp() + (mu_x - mu_t) ** 2) / logvar_t.exp() - 1)
-        kl = kl.sum(1).mean()
+        kl = kl_per_dim(mu_x, logvar_x, mu_t, out[1]).sum(1).mean()
         return {"loss": kl, "kl": kl, "mse": mse}
 
 
