@@ -264,6 +264,8 @@ STUDENT_RUNS = [  # chapter, the assignment that stubs its exercises, the exerci
     ("02_vae", "A2", ["2.1", "2.2"]),
     ("03_latent_complexity", "A3", ["3.1"]),
     ("04_cvae", "A4", ["4.1"]),
+    ("05_text_encoders", "A5", ["5.1"]),
+    ("06_text_cvae", "A6", []),
 ]
 
 
