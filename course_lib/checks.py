@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from course_lib.analysis import assignment_purity
 from course_lib.losses import bits_per_dim, kl_per_dim, reconstruction_nll
 from course_lib.models import VAE
 from course_lib.models.cvae import one_hot
@@ -324,6 +325,53 @@ def _mean_pool_cases() -> list[Case]:
                  tokens(torch.randint(1, 20, (64,), generator=_generator(3)).tolist(), 384, 4), hidden=True)]
 
 
+
+def _gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
+    """Exercise 7.1's KL(q || p) of two diagonal Gaussians, summed over the dimensions: [B]."""
+    return kl_per_dim(mu_q, logvar_q, mu_p, logvar_p).sum(1)
+
+
+def _gaussian_kl_cases() -> list[Case]:
+    def gaussians(shape: tuple[int, int], seed: int, logvar_scale: float = 1.0) -> Callable[[], tuple]:
+        def make() -> tuple[Tensor, ...]:
+            generator = _generator(seed)
+            mu_q, mu_p = torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
+            logvar_q, logvar_p = (torch.randn(shape, generator=generator) * logvar_scale for _ in range(2))
+            return mu_q, logvar_q, mu_p, logvar_p
+        return make
+
+    def standard_prior() -> tuple[Tensor, ...]:
+        mu_q, logvar_q, _, _ = gaussians((8, 5), 1)()
+        return mu_q, logvar_q, torch.zeros(8, 5), torch.zeros(8, 5)
+
+    def same() -> tuple[Tensor, ...]:
+        mu, logvar, _, _ = gaussians((4, 3), 2)()
+        return mu, logvar, mu.clone(), logvar.clone()
+    return [Case("random q and p, 6 texts x 4 dimensions", gaussians((6, 4), 0)),
+            Case("p = N(0, I): the KL of exercise 2.1", standard_prior),
+            Case("q = p: the KL must be 0", same, hidden=True),
+            Case("a wide range of variances (logvar from about -9 to 9)", gaussians((16, 4), 3, logvar_scale=3.0),
+                 hidden=True),
+            Case("a single latent dimension", gaussians((5, 1), 4), hidden=True)]
+
+
+def _purity_cases() -> list[Case]:
+    def random(n: int, groups: int, classes: int, seed: int) -> Callable[[], tuple]:
+        def make() -> tuple[Tensor, Tensor]:
+            generator = _generator(seed)
+            return (torch.randint(0, groups, (n,), generator=generator),
+                    torch.randint(0, classes, (n,), generator=generator))
+        return make
+    return [Case("9 points on 3 map units, 3 classes",
+                 lambda: (torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2]), torch.tensor([0, 0, 1, 1, 1, 1, 2, 0, 1]))),
+            Case("every point alone on its unit: purity 1", lambda: (torch.arange(6), torch.tensor([0, 1, 0, 1, 0, 1])),
+                 hidden=True),
+            Case("all points on one unit: the majority class's share",
+                 lambda: (torch.zeros(5, dtype=torch.long), torch.tensor([3, 3, 1, 3, 1])), hidden=True),
+            Case("unit numbers with gaps (units 4, 17 and 399 of a 20x20 map)",
+                 lambda: (torch.tensor([399, 4, 17, 4, 399, 399]), torch.tensor([1, 0, 2, 1, 1, 0])), hidden=True),
+            Case("2,000 random points on 100 units, 10 classes", random(2000, 100, 10, 5), hidden=True)]
+
 EXERCISES: dict[str, Exercise] = {
     "1.1": Exercise("the reconstruction loss by hand", _mean_reconstruction_nll,
                     "course_lib.losses.reconstruction_nll(logits, x).mean()", _reconstruction_cases,
@@ -347,5 +395,14 @@ EXERCISES: dict[str, Exercise] = {
                     _tensors_close(rtol=1e-5, atol=1e-6),
                     hint="multiply the vectors by the mask (as floats, with a last dimension of 1), sum over the "
                          "tokens (dimension 1), and divide by the number of real tokens of each caption."),
+    "7.1": Exercise("the KL between two Gaussians", _gaussian_kl,
+                    "course_lib.losses.kl_per_dim(mu_q, logvar_q, mu_p, logvar_p).sum(1)", _gaussian_kl_cases,
+                    _tensors_close(rtol=1e-4, atol=1e-5),
+                    hint="per dimension 0.5 * (logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1), "
+                         "summed over dimension 1; with mu_p = 0 and logvar_p = 0 it is exercise 2.1's KL."),
+    "8.1": Exercise("purity of map units", assignment_purity, "course_lib.analysis.assignment_purity", _purity_cases,
+                    _numbers_close,
+                    hint="for each unit, count how often each label occurs there and keep the largest count; "
+                         "add these up over the units and divide by the number of points."),
 }
 """Every exercise with an automatic check, by id ("chapter.number", as in the chapters' headings)."""
