@@ -214,7 +214,7 @@ def fid_floors(real_train: Tensor, real_test: Tensor, extractor: str | nn.Module
     """
     subset = torch.randperm(len(real_train), generator=torch.Generator().manual_seed(seed))[:len(real_test)]
     features = feature_extractor(extractor, device)  # built (or loaded) once for both comparisons
-    blurred = GaussianBlur(kernel_size=5, sigma=1.0)(real_test)
+    blurred = GaussianBlur(kernel_size=5, sigma=1.0)(real_test).clamp(0, 1)  # float rounding can pass 1
     pairs = {"real train vs real test": real_train[subset], "blurred test vs real test": blurred}
     return {name: fid_kid(real_test, other, features, batch_size, device, kid_subset_size, seed=seed)
             for name, other in pairs.items()}
