@@ -197,6 +197,15 @@ def som_purity(som: MiniSom, codes: Tensor, labels: Tensor) -> float:
     return assignment_purity(winners[:, 0] * som.get_weights().shape[1] + winners[:, 1], labels)
 
 
+def som_majority(som: MiniSom, codes: Tensor, labels: Tensor) -> np.ndarray:
+    """The most frequent label among the codes each unit wins, ``[rows, cols]``, -1 where it wins none (chapter 08)."""
+    winners = som_winners(som, codes)
+    rows, cols = som.get_weights().shape[:2]
+    counts = np.zeros((rows, cols, int(labels.max()) + 1), dtype=np.int64)
+    np.add.at(counts, (winners[:, 0], winners[:, 1], labels.numpy().astype(np.int64)), 1)
+    return np.where(counts.sum(-1) > 0, counts.argmax(-1), -1)
+
+
 def som_hit_map(som: MiniSom, codes: Tensor) -> np.ndarray:
     """Number of codes won by each unit, ``[rows, cols]`` integers summing to N (chapter 08)."""
     return som.activation_response(codes.numpy().astype(np.float64)).astype(np.int64)

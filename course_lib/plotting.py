@@ -139,3 +139,32 @@ def show_gif(path: str | Path, width: int = 360):
 
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return HTML(f'<img src="data:image/gif;base64,{data}" width="{width}" alt="{Path(path).name}"/>')
+
+
+def plot_som(u_matrix: np.ndarray, hits: np.ndarray, majority: np.ndarray, class_names: Sequence[str] | None = None,
+             title: str | None = None, ax: plt.Axes | None = None) -> plt.Axes:
+    """A self-organising map in one panel (chapter 08): the U-matrix in grey (dark = close neighbours,
+    light ridges = borders between clusters), and on each unit a dot coloured by its majority class,
+    its area proportional to the unit's hit count (``majority`` is -1 for a unit that won no code).
+
+    The inputs come from :func:`course_lib.analysis.som_u_matrix`, :func:`~course_lib.analysis.som_hit_map`
+    and the majority label of each unit.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 5))
+    rows, cols = hits.shape
+    ax.imshow(u_matrix, cmap="Greys", origin="upper")
+    cmap = plt.get_cmap("tab10")
+    r, c = np.nonzero(hits)
+    ax.scatter(c, r, s=250 * hits[r, c] / hits.max(), c=[cmap(int(k) % 10) for k in majority[r, c]], edgecolors="none")
+    for k in np.unique(majority[majority >= 0]):
+        name = class_names[int(k)] if class_names is not None else str(k)
+        ax.scatter([], [], s=30, color=cmap(int(k) % 10), label=name)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

@@ -14,9 +14,11 @@ from course_lib.analysis import (
     linear_probe_accuracy,
     pca,
     som_hit_map,
+    som_majority,
     som_purity,
     som_quality,
     som_u_matrix,
+    som_winners,
     train_som,
     tsne_trustworthiness,
     unit_agreement,
@@ -141,3 +143,13 @@ def test_assignment_purity_counts_the_majority_label_of_each_group():
     assert assignment_purity(torch.zeros(4, dtype=torch.long), torch.tensor([0, 1, 2, 3])) == 0.25
     with pytest.raises(ValueError, match="same length"):
         assignment_purity(assignments, torch.tensor([1, 2]))
+
+
+def test_som_majority_names_each_units_most_frequent_label(blobs, som):
+    codes, labels = blobs
+    majority = som_majority(som, codes, labels)
+    assert majority.shape == (ROWS, COLS) and set(np.unique(majority)) <= set(range(-1, CLASSES))
+    winners = som_winners(som, codes)
+    row, col = winners[0]
+    assert majority[row, col] == np.bincount(labels[(winners == winners[0]).all(1)].numpy()).argmax()
+    assert (majority == -1).sum() == (som_hit_map(som, codes) == 0).sum()
