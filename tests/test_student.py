@@ -266,6 +266,8 @@ STUDENT_RUNS = [  # chapter, the assignment that stubs its exercises, the exerci
     ("04_cvae", "A4", ["4.1"]),
     ("05_text_encoders", "A5", ["5.1"]),
     ("06_text_cvae", "A6", []),
+    ("07_two_stage", "A7", ["7.1"]),
+    ("08_latent_analysis", "A8", ["8.1"]),
 ]
 
 
