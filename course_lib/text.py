@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -380,17 +381,32 @@ def _hub_cache_only(active: bool) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _root_logger_silenced() -> Iterator[None]:
+    """open_clip reports missing or random weights through the root logger (on stderr, which fails a
+    book build); the WeightsNotFoundError and the description say it instead."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _load_clip(model: str, pretrained: str | None) -> tuple[nn.Module, str]:
     """``(open_clip model, description)``; random weights only when ``pretrained`` is None."""
     import open_clip
 
     if pretrained is None:
-        return open_clip.create_model(model, pretrained=None), f"{model} text tower, random weights (not CLIP)"
+        with _root_logger_silenced():
+            net = open_clip.create_model(model, pretrained=None)
+        return net, f"{model} text tower, random weights (not CLIP)"
     tag = open_clip.get_pretrained_cfg(model, pretrained)  # {} for a file path or an unknown tag
     repo_id = tag.get("hf_hub", "").strip("/")
     problem = _hub_problem(repo_id) if repo_id else None
     try:
-        with _hub_cache_only(problem is not None):
+        with _hub_cache_only(problem is not None), _root_logger_silenced():
             net = open_clip.create_model(model, pretrained=pretrained, force_quick_gelu=tag.get("quick_gelu", False))
     except RuntimeError as error:
         tags = open_clip.list_pretrained_tags_by_model(model)
