@@ -215,8 +215,7 @@ def _train(train: PreparedCaptions, test: PreparedCaptions, smoke: bool, path: P
                              shuffle=True, seed=READER_SEED),
         AttributeLoss(), settings["epochs"], optimizer=optimizer, callbacks=[schedule], checkpoint=resume,
         device=device, seed=READER_SEED, verbose=verbose)
-    reader.test_accuracy = {name: value for name, value in
-                            attribute_accuracy(reader, test_images, attribute_targets(test.attributes)).items()}
+    reader.test_accuracy = attribute_accuracy(reader, test_images, attribute_targets(test.attributes))
     kind = "SMOKE scene reader (for CI only, not a real measurement)" if smoke else "Scene reader"
     reader.description = (f"{kind}, {settings['epochs']} epoch(s) on {len(train):,} scenes, "
                           f"tested on {len(test):,}")
