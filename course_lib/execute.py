@@ -3,11 +3,15 @@
     python -m course_lib.execute --profile smoke --out _build/executed chapters/*.ipynb
 
 Each chapter runs with its ``profile`` parameter set; the executed copies, the book sources and a
-``execution_report.csv`` (chapter, profile, seconds, status) are written under ``--out``, ready for
+``execution_report.csv`` (chapter, profile, seconds, status, and ``of_budget``: seconds divided by
+the profile's time budget per chapter, DESIGN's "every notebook under 60 s" for ``smoke``) are
+written under ``--out``, ready for
 ``jupyter-book build``. The staged ``book/execution.md`` is replaced by a page with the same table,
 the date and the machine (the committed page, used by a plain ``jupyter-book build .``, shows
 Jupyter Book's own execution table instead). A chapter whose cell raises is reported with the cell
-that failed, and the command exits non-zero.
+that failed, and the command exits non-zero. Time budgets are reported as ratios, not enforced: a
+chapter over budget is listed at the end but does not fail the run (run times depend on the machine
+and on its load).
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+
+from course_lib.profiles import Profile, get_profile
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 EXECUTION_PAGE = Path("book") / "execution.md"  # replaced in the staged copy by write_execution_page
@@ -108,22 +114,38 @@ def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str
              "How this build of the book executed its chapters: `python -m course_lib.execute` ran each",
              "notebook with papermill, then Jupyter Book rendered the executed copies without running them",
              "again. The same numbers are in `execution_report.csv` next to the executed chapters.", "",
-             "| chapter | profile | seconds | status |", "|---|---|---:|---|"]
+             "| chapter | profile | seconds | of budget | status |", "|---|---|---:|---:|---|"]
     for row in report.itertuples(index=False):
         docname = Path(str(row.output)).with_suffix("").as_posix()
         name = f"{{doc}}`/{docname}`" if docname in documents else f"`{row.chapter}`"
-        lines.append(f"| {name} | `{row.profile}` | {row.seconds:.1f} | {row.status} |")
+        of_budget = "" if pd.isna(row.of_budget) else f"{row.of_budget:.2f}"
+        lines.append(f"| {name} | `{row.profile}` | {row.seconds:.1f} | {of_budget} | {row.status} |")
     lines += ["", f"Total: {report['seconds'].sum():.1f} s for {len(report)} chapter(s), "
               f"{(report['status'] == 'ok').sum()} of them ran to the end.", "",
               "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in machine.items()]
-    lines += ["", "The profile sets data sizes and epochs (see {ref}`the profile table <setup-profiles>`);",
+    lines += ["", "*Of budget* is the chapter's time divided by its profile's budget per chapter (60 s under",
+              "`smoke`, 1 h under `gpu`; `cpu` has a budget for the whole book, 30 min). The budgets are for",
+              "two CPU cores or a Colab T4; over 1.00 means over budget on this machine.", "",
+              "The profile sets data sizes and epochs (see {ref}`the profile table <setup-profiles>`);",
               "run times depend on the machine and on the checkpoint cache: a chapter whose models were",
               "trained by an earlier run with the same profile only reloads them.", ""]
     page = out / EXECUTION_PAGE
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines))
     return page
+
+
+def budget_summary(report: pd.DataFrame, profile: Profile) -> str:
+    """One line per chapter over its budget, and the whole run against the book's budget."""
+    total = report["seconds"].sum()
+    lines = [f"total {total:.1f} s for {len(report)} chapter(s)"
+             + (f", {total / profile.book_budget_s:.2f} of the book budget of {profile.book_budget_s / 60:.0f} min"
+                if profile.book_budget_s else "")]
+    over = report[report["of_budget"] > 1]
+    lines += [f"over budget: {row.chapter} took {row.seconds:.1f} s ({row.of_budget:.2f} of "
+              f"{profile.chapter_budget_s:.0f} s)" for row in over.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,29 +157,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     args = parser.parse_args(argv)
 
-    from course_lib.profiles import get_profile
-    profile = get_profile(args.profile).name  # fail early on an unknown name; resolve "auto" once
+    profile = get_profile(args.profile)  # fail early on an unknown name; resolve "auto" once
     os.environ["COURSE_PROGRESS"] = "0"  # progress bars would only clutter the rendered pages
     rows, failures = [], []
     for notebook in args.notebooks:
         output = args.out / notebook.relative_to(args.root) if notebook.is_relative_to(args.root) else args.out / notebook.name
-        print(f"executing {notebook} (profile {profile}) ...", flush=True)
+        print(f"executing {notebook} (profile {profile.name}) ...", flush=True)
         started = time.perf_counter()
         try:
-            seconds = execute_chapter(notebook, output, profile, args.timeout)
+            seconds = execute_chapter(notebook, output, profile.name, args.timeout)
             status = "ok"
         except Exception as error:  # papermill's PapermillExecutionError, or a kernel that died
             seconds, status = time.perf_counter() - started, "failed"
             failures.append(failure_summary(notebook, error))
             print(failures[-1], flush=True)
-        print(f"  {status} in {seconds:.1f} s", flush=True)
-        rows.append({"chapter": str(notebook), "profile": profile, "seconds": round(seconds, 1), "status": status,
+        of_budget = seconds / profile.chapter_budget_s if profile.chapter_budget_s else float("nan")
+        budget_note = f", {of_budget:.2f} of the {profile.chapter_budget_s:.0f} s budget" if profile.chapter_budget_s else ""
+        print(f"  {status} in {seconds:.1f} s{budget_note}", flush=True)
+        rows.append({"chapter": str(notebook), "profile": profile.name, "seconds": round(seconds, 1),
+                     "of_budget": round(of_budget, 2), "status": status,
                      "output": output.relative_to(args.out).as_posix()})
     args.out.mkdir(parents=True, exist_ok=True)
     report = pd.DataFrame(rows)
     report.drop(columns="output").to_csv(args.out / "execution_report.csv", index=False)
     stage_book(args.root, args.out)
     write_execution_page(args.out, report, machine_description())
+    print(budget_summary(report, profile), flush=True)
     if failures:
         print("\n".join(["", f"{len(failures)} chapter(s) failed:", *failures]), file=sys.stderr)
         return 1

@@ -23,6 +23,8 @@ class Profile:
     epochs: int  # main models of a chapter
     short_epochs: int  # side experiments (beta sweeps, likelihood comparisons)
     batch_size: int
+    chapter_budget_s: float | None = None  # DESIGN's time budget for one chapter; None: only the book has one
+    book_budget_s: float | None = None
 
     def describe(self) -> str:
         train = "all" if self.train_size is None else f"{self.train_size:,}"
@@ -32,9 +34,12 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", train_size=2_000, test_size=1_000, epochs=2, short_epochs=1, batch_size=128),
-    "cpu": Profile("cpu", train_size=None, test_size=None, epochs=8, short_epochs=3, batch_size=64),
-    "gpu": Profile("gpu", train_size=None, test_size=None, epochs=50, short_epochs=15, batch_size=128),
+    "smoke": Profile("smoke", train_size=2_000, test_size=1_000, epochs=2, short_epochs=1, batch_size=128,
+                     chapter_budget_s=60),
+    "cpu": Profile("cpu", train_size=None, test_size=None, epochs=8, short_epochs=3, batch_size=64,
+                   book_budget_s=30 * 60),
+    "gpu": Profile("gpu", train_size=None, test_size=None, epochs=50, short_epochs=15, batch_size=128,
+                   chapter_budget_s=60 * 60),  # on a Colab T4
 }
 
 

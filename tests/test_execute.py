@@ -89,16 +89,16 @@ def test_execution_page_lists_chapters_with_links_and_the_machine(tmp_path):
     out.mkdir()
     (out / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: chapters/01_ae\n")
     report = pd.DataFrame([
-        {"chapter": "chapters/01_ae.ipynb", "profile": "smoke", "seconds": 12.34, "status": "ok",
-         "output": "chapters/01_ae.ipynb"},
-        {"chapter": "chapters/99_new.ipynb", "profile": "smoke", "seconds": 3.0, "status": "failed",
-         "output": "chapters/99_new.ipynb"},
+        {"chapter": "chapters/01_ae.ipynb", "profile": "smoke", "seconds": 12.34, "of_budget": 0.21,
+         "status": "ok", "output": "chapters/01_ae.ipynb"},
+        {"chapter": "chapters/99_new.ipynb", "profile": "smoke", "seconds": 3.0, "of_budget": float("nan"),
+         "status": "failed", "output": "chapters/99_new.ipynb"},
     ])
     machine = {"date": "2026-01-01 00:00 UTC", "machine": "Linux x86_64, 2 CPU cores", "device": "CPU only"}
     page = write_execution_page(out, report, machine).read_text()
     assert page.startswith("# Execution report\n")
-    assert "| {doc}`/chapters/01_ae` | `smoke` | 12.3 | ok |" in page
-    assert "| `chapters/99_new.ipynb` | `smoke` | 3.0 | failed |" in page  # not in the toc: no link
+    assert "| {doc}`/chapters/01_ae` | `smoke` | 12.3 | 0.21 | ok |" in page
+    assert "| `chapters/99_new.ipynb` | `smoke` | 3.0 |  | failed |" in page  # not in the toc: no link
     assert "Total: 15.3 s for 2 chapter(s), 1 of them ran to the end." in page
     assert "| device | CPU only |" in page and "2 CPU cores" in page
 
@@ -109,3 +109,20 @@ def test_machine_description_names_date_cores_and_device():
     machine = machine_description()
     assert set(machine) == {"date", "machine", "device", "software"}
     assert "CPU cores" in machine["machine"] and "PyTorch" in machine["software"]
+
+
+def test_budget_summary_names_chapters_over_budget_without_failing():
+    import pandas as pd
+
+    from course_lib.execute import budget_summary
+    from course_lib.profiles import get_profile
+
+    report = pd.DataFrame([
+        {"chapter": "chapters/01_ae.ipynb", "seconds": 30.0, "of_budget": 0.5},
+        {"chapter": "chapters/04_cvae.ipynb", "seconds": 66.0, "of_budget": 1.1},
+    ])
+    summary = budget_summary(report, get_profile("smoke")).splitlines()
+    assert summary == ["total 96.0 s for 2 chapter(s)",
+                       "over budget: chapters/04_cvae.ipynb took 66.0 s (1.10 of 60 s)"]
+    cpu = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"))
+    assert cpu == "total 96.0 s for 2 chapter(s), 0.05 of the book budget of 30 min"

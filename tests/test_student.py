@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -26,7 +25,6 @@ from course_lib.student import (SOLUTION, Assignment, ExerciseMarkupError, exerc
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
-SMOKE_SECONDS = 60
 SOLUTION_ADMONITION = re.compile(r"^(`{3,}|:{3,})\{admonition\} Solution.*?^\1$", re.MULTILINE | re.DOTALL)
 
 
@@ -168,11 +166,9 @@ def test_broken_markers_are_named_with_their_cell(change, message):
         student_notebook(nb, where="tiny.ipynb")
 
 
-def test_make_student_writes_every_chapter_in_seconds(tmp_path, monkeypatch):
+def test_make_student_writes_every_chapter(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    started = time.perf_counter()
     assert main(["--out", str(tmp_path)]) == 0
-    assert time.perf_counter() - started < 60
     assert sorted(p.name for p in tmp_path.glob("*.ipynb")) == [p.name for p in CHAPTERS]
 
 
@@ -289,7 +285,6 @@ def test_student_chapter_runs_to_the_end_with_its_exercises_not_done(tmp_path, g
     printed = "".join(output.get("text", "") for output in outputs if output.output_type == "stream")
     for exercise in checked:
         assert f"Exercise {exercise} is not done yet: the rest of the notebook uses the library's reference" in printed
-    assert executed.metadata.papermill.duration < SMOKE_SECONDS
     assert grades.loc["unsolved", [*checked, "total"]].tolist() == [0] * (len(checked) + 1)
 
 
