@@ -5,7 +5,7 @@ import torch
 from course_lib.data import TensorLoader
 from course_lib.losses import ELBO
 from course_lib.metrics import reconstruction_metrics
-from course_lib.models import CVAE, conditioning, conv_cvae, mlp_cvae, mlp_vae
+from course_lib.models import CVAE, ClassGaussians, conditioning, conv_cvae, mlp_cvae, mlp_vae
 from course_lib.train import Snapshots, fit
 
 CONDITIONS = {
@@ -86,3 +86,24 @@ def test_fit_metrics_and_snapshots_work_with_a_cvae():
     assert len(frames.frames) == 2
     assert 0 < reconstruction_metrics(model, test)["ssim"] <= 1
     assert isinstance(model, CVAE) and model.conditional
+
+
+def test_class_gaussians_recover_each_class_mean_and_spread():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[5.0, 0.0, 0.0], [-5.0, 2.0, 0.0]])
+    labels = torch.arange(2).repeat(2000)
+    codes = centres[labels] + torch.randn(len(labels), 3, generator=generator) * torch.tensor([1.0, 0.5, 0.1])
+    prior = ClassGaussians.fit(codes, labels)
+    drawn = prior.sample(torch.ones(4000, dtype=torch.long), torch.Generator().manual_seed(1))
+    assert torch.allclose(drawn.mean(0), centres[1], atol=0.1)
+    assert torch.allclose(drawn.std(0), torch.tensor([1.0, 0.5, 0.1]), rtol=0.1)
+    again = prior.sample(torch.tensor([0, 1]), torch.Generator().manual_seed(1))
+    assert torch.equal(again, prior.sample(torch.tensor([0, 1]), torch.Generator().manual_seed(1)))
+
+
+def test_class_gaussians_explain_too_few_codes_and_bad_labels():
+    with pytest.raises(ValueError, match="Class 1 has 2 codes"):
+        ClassGaussians.fit(torch.randn(12, 3), torch.tensor([0] * 10 + [1] * 2))
+    prior = ClassGaussians.fit(torch.randn(40, 3), torch.arange(2).repeat(20))
+    with pytest.raises(ValueError, match="0..1"):
+        prior.sample(torch.tensor([2]))
