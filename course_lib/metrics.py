@@ -185,8 +185,11 @@ def fid_kid(real: Tensor, fake: Tensor, extractor: str | nn.Module = "course", b
     fid = FrechetInceptionDistance(feature=features, normalize=True).to(device)
     with warnings.catch_warnings():  # "KID keeps all features in memory": 10k x 2048 floats is fine
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        kid = KernelInceptionDistance(feature=features, subsets=kid_subsets, normalize=True,
-                                      subset_size=min(kid_subset_size, len(real), len(fake))).to(device)
+        subset_size = min(kid_subset_size, len(real), len(fake))
+        # When a subset is the whole of both sets, every subset is the same: compute it once.
+        subsets = 1 if len(real) == len(fake) == subset_size else kid_subsets
+        kid = KernelInceptionDistance(feature=features, subsets=subsets, normalize=True,
+                                      subset_size=subset_size).to(device)
     for images, is_real in ((real, True), (fake, False)):
         for batch in images.split(batch_size):
             batch = batch.to(device)
