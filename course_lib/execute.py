@@ -171,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             seconds, status = time.perf_counter() - started, "failed"
             failures.append(failure_summary(notebook, error))
             print(failures[-1], flush=True)
-        of_budget = seconds / profile.chapter_budget_s if profile.chapter_budget_s else float("nan")
-        budget_note = f", {of_budget:.2f} of the {profile.chapter_budget_s:.0f} s budget" if profile.chapter_budget_s else ""
-        print(f"  {status} in {seconds:.1f} s{budget_note}", flush=True)
+        budget = profile.chapter_budget_s
+        of_budget = seconds / budget if budget else float("nan")
+        print(f"  {status} in {seconds:.1f} s" + (f", {of_budget:.2f} of the {budget:.0f} s budget" if budget else ""),
+              flush=True)
         rows.append({"chapter": str(notebook), "profile": profile.name, "seconds": round(seconds, 1),
                      "of_budget": round(of_budget, 2), "status": status,
                      "output": output.relative_to(args.out).as_posix()})

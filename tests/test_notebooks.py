@@ -1,7 +1,8 @@
 """Chapters: committed clean, executable under the smoke profile, and the whole book renders from
 the executed copies. How long each chapter took against its 60 s budget is a ratio in the execution
-report (printed by ``course_lib.execute``), not a test: run times depend on the machine's load. The slow part runs once per session (the session
-fixtures `executed` and `book_build` are in conftest.py, shared with the other book tests)."""
+report (printed by ``course_lib.execute``), not a test: run times depend on the machine's load. The
+slow part runs once per session (the session fixtures `executed` and `book_build` are in
+conftest.py, shared with the other book tests)."""
 from __future__ import annotations
 
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+
+from course_lib.profiles import get_profile
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
@@ -45,7 +48,7 @@ def test_chapter_runs_under_smoke(executed, notebook):
     report = pd.read_csv(executed / "execution_report.csv").set_index("chapter")
     row = report.loc[str(notebook.relative_to(REPO))]
     assert row["status"] == "ok" and row["profile"] == "smoke"
-    assert row["of_budget"] == pytest.approx(row["seconds"] / 60, abs=0.01)
+    assert row["of_budget"] == pytest.approx(row["seconds"] / get_profile("smoke").chapter_budget_s, abs=0.01)
     nb = nbformat.read(executed / notebook.relative_to(REPO), as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors

@@ -167,4 +167,3 @@ class ClassGaussians:
             raise ValueError(f"Class indices must be in 0..{len(self.means) - 1}.")
         noise = torch.randn(len(labels), self.means.shape[1], generator=generator)
         return self.means[labels] + (self.cholesky[labels] @ noise.unsqueeze(-1)).squeeze(-1)
-
