@@ -108,3 +108,35 @@ class ELBO:
         recon = reconstruction_nll(logits, x, self.likelihood, self.sigma).mean()
         kl = kl_per_dim(mu, logvar).sum(1).mean()
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
+
+
+@dataclass
+class HybridELBO(ELBO):
+    """Sohn et al. (2015)'s hybrid objective for a conditional VAE (chapter 06):
+    ``alpha * (-ELBO) + (1 - alpha) * (-log p(x | z, c))`` with z drawn from the prior N(0, I).
+
+    In the ELBO the decoder only sees codes from q(z | x, c), which can carry everything the image
+    shows: where the object is, for about log 9 = 2.2 nats. At sampling time it gets z ~ N(0, I), which
+    carries nothing about the image, so whatever the decoder learned to read from z is drawn at random.
+    The second term (their "GSNN" loss) trains the decoder on such z, so it must take what the condition
+    says from c. ``alpha = 1`` is the plain ELBO. The returned ``neg_elbo`` is the plain -ELBO, comparable
+    with other models' losses; ``loss`` is the hybrid objective.
+    """
+
+    alpha: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.alpha = float(self.alpha)
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1] (the weight of the ELBO), got {self.alpha}.")
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        if not getattr(model, "conditional", False):
+            raise TypeError(f"HybridELBO trains a conditional VAE; {type(model).__name__} has no condition to read. "
+                            "Use ELBO for an unconditional model.")
+        terms = super().__call__(model, x, y)
+        z = torch.randn(len(x), model.latent_dim, device=x.device)
+        prior_recon = reconstruction_nll(model.decoder_logits(z, y), x, self.likelihood, self.sigma).mean()
+        return terms | {"loss": self.alpha * terms["loss"] + (1 - self.alpha) * prior_recon,
+                        "neg_elbo": terms["loss"], "prior_recon": prior_recon}

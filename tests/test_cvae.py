@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from course_lib.data import TensorLoader
-from course_lib.losses import ELBO
+from course_lib.losses import ELBO, HybridELBO, reconstruction_nll
 from course_lib.metrics import reconstruction_metrics
 from course_lib.models import CVAE, ClassGaussians, conditioning, conv_cvae, mlp_cvae, mlp_vae
 from course_lib.train import Snapshots, fit
@@ -107,3 +107,32 @@ def test_class_gaussians_explain_too_few_codes_and_bad_labels():
     prior = ClassGaussians.fit(torch.randn(40, 3), torch.arange(2).repeat(20))
     with pytest.raises(ValueError, match="0..1"):
         prior.sample(torch.tensor([2]))
+
+
+def test_hybrid_elbo_mixes_the_elbo_with_decoding_prior_draws():
+    model = mlp_cvae(latent_dim=4)
+    x, c = torch.rand(8, 1, 28, 28), torch.arange(8) % 10
+    torch.manual_seed(0)
+    elbo = ELBO()(model, x, c)["loss"]
+    torch.manual_seed(0)
+    hybrid = HybridELBO(alpha=0.25)(model, x, c)
+    torch.manual_seed(0)
+    torch.randn(8, 4)  # the ELBO's reparameterisation noise comes first, then the prior draw
+    prior_recon = reconstruction_nll(model.decoder_logits(torch.randn(8, 4), c), x).mean()
+    assert torch.allclose(hybrid["neg_elbo"], elbo)
+    assert torch.allclose(hybrid["prior_recon"], prior_recon)
+    assert torch.allclose(hybrid["loss"], 0.25 * elbo + 0.75 * prior_recon)
+
+
+def test_hybrid_elbo_prior_term_trains_only_the_decoder():
+    model = mlp_cvae(latent_dim=4)
+    HybridELBO(alpha=0.0)(model, torch.rand(8, 1, 28, 28), torch.arange(8) % 10)["loss"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.to_posterior.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in model.decoder.parameters())
+
+
+def test_hybrid_elbo_explains_bad_alpha_and_unconditional_models():
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        HybridELBO(alpha=1.5)
+    with pytest.raises(TypeError, match="Use ELBO"):
+        HybridELBO()(mlp_vae(latent_dim=4), torch.rand(2, 1, 28, 28))
