@@ -119,8 +119,8 @@ class HybridELBO(ELBO):
     shows: where the object is, for about log 9 = 2.2 nats. At sampling time it gets z ~ N(0, I), which
     carries nothing about the image, so whatever the decoder learned to read from z is drawn at random.
     The second term (their "GSNN" loss) trains the decoder on such z, so it must take what the condition
-    says from c. ``alpha = 1`` is the plain ELBO. The returned ``neg_elbo`` is the plain -ELBO, comparable
-    with other models' losses; ``loss`` is the hybrid objective.
+    says from c. ``alpha = 1`` is the plain ELBO. The returned ``neg_elbo`` is the -ELBO itself (beta = 1),
+    comparable with other models' losses; ``loss`` is the hybrid objective.
     """
 
     alpha: float = 0.5
@@ -139,4 +139,4 @@ class HybridELBO(ELBO):
         z = torch.randn(len(x), model.latent_dim, device=x.device)
         prior_recon = reconstruction_nll(model.decoder_logits(z, y), x, self.likelihood, self.sigma).mean()
         return terms | {"loss": self.alpha * terms["loss"] + (1 - self.alpha) * prior_recon,
-                        "neg_elbo": terms["loss"], "prior_recon": prior_recon}
+                        "neg_elbo": terms["recon"] + terms["kl"], "prior_recon": prior_recon}
