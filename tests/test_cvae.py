@@ -113,15 +113,15 @@ def test_hybrid_elbo_mixes_the_elbo_with_decoding_prior_draws():
     model = mlp_cvae(latent_dim=4)
     x, c = torch.rand(8, 1, 28, 28), torch.arange(8) % 10
     torch.manual_seed(0)
-    elbo = ELBO()(model, x, c)["loss"]
+    elbo = ELBO(beta=2.0)(model, x, c)
     torch.manual_seed(0)
-    hybrid = HybridELBO(alpha=0.25)(model, x, c)
+    hybrid = HybridELBO(alpha=0.25, beta=2.0)(model, x, c)
     torch.manual_seed(0)
     torch.randn(8, 4)  # the ELBO's reparameterisation noise comes first, then the prior draw
     prior_recon = reconstruction_nll(model.decoder_logits(torch.randn(8, 4), c), x).mean()
-    assert torch.allclose(hybrid["neg_elbo"], elbo)
+    assert torch.allclose(hybrid["neg_elbo"], elbo["recon"] + elbo["kl"])  # the -ELBO itself, whatever beta
     assert torch.allclose(hybrid["prior_recon"], prior_recon)
-    assert torch.allclose(hybrid["loss"], 0.25 * elbo + 0.75 * prior_recon)
+    assert torch.allclose(hybrid["loss"], 0.25 * elbo["loss"] + 0.75 * prior_recon)
 
 
 def test_hybrid_elbo_prior_term_trains_only_the_decoder():
