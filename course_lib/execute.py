@@ -136,12 +136,12 @@ def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str
     return page
 
 
-def budget_summary(report: pd.DataFrame, profile: Profile) -> str:
-    """One line per chapter over its budget, and the whole run against the book's budget."""
+def budget_summary(report: pd.DataFrame, profile: Profile, whole_book: bool = True) -> str:
+    """One line per chapter over its budget, and the run against the book's budget when it ran every chapter."""
     total = report["seconds"].sum()
     lines = [f"total {total:.1f} s for {len(report)} chapter(s)"
              + (f", {total / profile.book_budget_s:.2f} of the book budget of {profile.book_budget_s / 60:.0f} min"
-                if profile.book_budget_s else "")]
+                if profile.book_budget_s and whole_book else "")]
     over = report[report["of_budget"] > 1]
     lines += [f"over budget: {row.chapter} took {row.seconds:.1f} s ({row.of_budget:.2f} of "
               f"{profile.chapter_budget_s:.0f} s)" for row in over.itertuples(index=False)]
@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     report.drop(columns="output").to_csv(args.out / "execution_report.csv", index=False)
     stage_book(args.root, args.out)
     write_execution_page(args.out, report, machine_description())
-    print(budget_summary(report, profile), flush=True)
+    every_chapter = {path.resolve() for path in (args.root / "chapters").glob("*.ipynb")}
+    whole_book = every_chapter <= {path.resolve() for path in args.notebooks}
+    print(budget_summary(report, profile, whole_book), flush=True)
     if failures:
         print("\n".join(["", f"{len(failures)} chapter(s) failed:", *failures]), file=sys.stderr)
         return 1

@@ -126,3 +126,5 @@ def test_budget_summary_names_chapters_over_budget_without_failing():
                        "over budget: chapters/04_cvae.ipynb took 66.0 s (1.10 of 60 s)"]
     cpu = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"))
     assert cpu == "total 96.0 s for 2 chapter(s), 0.05 of the book budget of 30 min"
+    part = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"), whole_book=False)
+    assert part == "total 96.0 s for 2 chapter(s)"  # the book's budget says nothing about a part of it
