@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 from course_lib.profiles import Profile, get_profile
+from course_lib.student import CHAPTER_GLOB
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 EXECUTION_PAGE = Path("book") / "execution.md"  # replaced in the staged copy by write_execution_page
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     report.drop(columns="output").to_csv(args.out / "execution_report.csv", index=False)
     stage_book(args.root, args.out)
     write_execution_page(args.out, report, machine_description())
-    every_chapter = {path.resolve() for path in (args.root / "chapters").glob("*.ipynb")}
+    every_chapter = {path.resolve() for path in (args.root / "chapters").glob(CHAPTER_GLOB)}
     whole_book = every_chapter <= {path.resolve() for path in args.notebooks}
     print(budget_summary(report, profile, whole_book), flush=True)
     if failures:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from course_lib.student import CHAPTER_GLOB
+
 COLAB = "https://colab.research.google.com"
 # pip's direct reference in the install cell: `"course_lib[extra] @ git+https://github.com/o/r@branch"`
 GIT_SPEC = re.compile(r"git\+(?P<url>https://[^\s\"'@]+?)(?:\.git)?(?:@(?P<ref>[^\s\"'#]+))?(?=[\s\"'#]|$)")
@@ -121,13 +123,13 @@ def sync_notebook(path: Path, repository: Repository) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=Path, help="default: chapters/[0-9][0-9]_*.ipynb")
+    parser.add_argument("notebooks", nargs="*", type=Path, help=f"default: chapters/{CHAPTER_GLOB}")
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root holding _config.yml")
     parser.add_argument("--sync", action="store_true", help="rewrite the install cells from _config.yml")
     args = parser.parse_args(argv)
 
     repository = read_repository(args.root)
-    notebooks = args.notebooks or sorted((args.root / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = args.notebooks or sorted((args.root / "chapters").glob(CHAPTER_GLOB))
     if args.sync:
         for path in notebooks:
             if sync_notebook(path, repository):
