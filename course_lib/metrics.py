@@ -5,8 +5,9 @@ captions (torchmetrics; needs the CLIP weights).
 """
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -270,7 +271,8 @@ def clip_score(images: Tensor, captions: Sequence[str], model_name: str = CLIP_S
     100 * max(cos(image, text), 0) averaged over the pairs, in CLIP's space (Hessel et al., 2021).
     Seed 004 reported 0.195-0.202 on the 0-1 scale, i.e. about 20 here. Read it next to the same number
     for real images with their own captions, and for generated images with shuffled captions.
-    Needs the CLIP weights from the Hugging Face hub (or its local cache); without them it raises
+    ``model_name`` is a hub id or a folder saved with ``save_pretrained``. Needs those CLIP weights (the
+    hub, its local cache or the folder); without them it raises
     :class:`~course_lib.text.WeightsNotFoundError` at once instead of retrying for minutes.
     """
     from torchmetrics.multimodal.clip_score import CLIPScore
@@ -285,7 +287,8 @@ def clip_score(images: Tensor, captions: Sequence[str], model_name: str = CLIP_S
     try:
         with _hub_cache_only(problem is not None), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # transformers' deprecation notes about the processor
-            metric = CLIPScore(model_name_or_path=model_name).to(device)
+            # A loader, not the name: torchmetrics only accepts names of the hub models it lists.
+            metric = CLIPScore(model_name_or_path=lambda: _clip_for_torchmetrics(model_name)).to(device)
     except Exception as error:  # OSError offline, ValueError for a bad name, ...
         raise WeightsNotFoundError(
             f"CLIP score needs the {model_name} weights, which could not be loaded ({problem or error}). Connect to "
@@ -294,3 +297,23 @@ def clip_score(images: Tensor, captions: Sequence[str], model_name: str = CLIP_S
         batch = (images[start:start + batch_size] * 255).round().to(torch.uint8).to(device)
         metric.update(batch, list(captions[start:start + batch_size]))
     return float(metric.compute())
+
+
+def _clip_for_torchmetrics(model_name: str) -> tuple[nn.Module, object]:
+    """CLIP's model and processor for torchmetrics' CLIPScore, from a hub id or a local folder.
+
+    From transformers 5, ``get_image_features`` / ``get_text_features`` return an output object whose
+    ``pooler_output`` is the projected embedding; torchmetrics 1.9 expects the tensor itself and fails
+    (torchmetrics issue #3407, fixed after 1.9.0). The model's two methods are wrapped to return it.
+    """
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(model_name)
+    for name in ("get_image_features", "get_text_features"):
+        setattr(model, name, functools.partial(_projected_features, getattr(model, name)))
+    return model, CLIPProcessor.from_pretrained(model_name)
+
+
+def _projected_features(features: Callable[..., object], *args: object, **kwargs: object) -> Tensor:
+    output = features(*args, **kwargs)
+    return output if isinstance(output, Tensor) else output.pooler_output

@@ -227,3 +227,58 @@ def test_clip_score_without_weights_is_a_clear_error_at_once(monkeypatch):
         clip_score(torch.rand(2, 3, 32, 32), ["a red circle", "a blue star"])
     with pytest.raises(ValueError, match="2 images but 1 captions"):
         clip_score(torch.rand(2, 3, 32, 32), ["a red circle"])
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_folder(tmp_path_factory):
+    """A random-weight CLIP (transformers) with a byte-level vocabulary, saved like a hub model: what
+    torchmetrics' CLIPScore loads, without the network."""
+    import json
+
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    characters = sorted(ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(characters + [c + "</w>" for c in characters]
+                                                + ["<|startoftext|>", "<|endoftext|>"])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    special = dict(bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+                   pad_token_id=vocab["<|endoftext|>"])  # the text tower pools at the first end token
+    config = CLIPConfig(text_config=dict(tower, vocab_size=len(vocab), max_position_embeddings=77, **special),
+                        vision_config=dict(tower, image_size=32, patch_size=8), projection_dim=16)
+    torch.manual_seed(0)
+    model = CLIPModel(config)
+    with torch.no_grad():  # embeddings in a common positive cone: cosines > 0, which CLIP score does not clip to 0
+        for projection in (model.visual_projection, model.text_projection):
+            projection.weight.abs_()
+        model.vision_model.post_layernorm.bias.fill_(0.5)
+        model.text_model.final_layer_norm.bias.fill_(0.5)
+    model.save_pretrained(folder)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def test_clip_score_loads_a_local_clip_and_matches_clip_itself(tiny_clip_folder):
+    from transformers import CLIPModel, CLIPProcessor
+
+    from course_lib.metrics import clip_score
+
+    images = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    captions = ["a red circle", "a blue star at the top", "a green heart", "a small pink ring", "a cross"]
+    score = clip_score(images, captions, model_name=str(tiny_clip_folder), batch_size=2)
+    assert score == pytest.approx(clip_score(images, captions, model_name=str(tiny_clip_folder), batch_size=5))
+    assert score != pytest.approx(clip_score(images, captions[::-1], model_name=str(tiny_clip_folder)))
+    # The reference: CLIP's own forward pass, 100 * max(cos, 0) per pair, averaged (Hessel et al., 2021).
+    model, processor = CLIPModel.from_pretrained(tiny_clip_folder).eval(), CLIPProcessor.from_pretrained(tiny_clip_folder)
+    inputs = processor(text=captions, images=list((images * 255).round().to(torch.uint8)), return_tensors="pt",
+                       padding=True)
+    with torch.no_grad():
+        output = model(**inputs)
+    expected = (100 * F.cosine_similarity(output.image_embeds, output.text_embeds).clamp(min=0)).mean()
+    assert 0 < score <= 100
+    assert score == pytest.approx(float(expected), rel=1e-4)
