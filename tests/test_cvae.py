@@ -101,9 +101,25 @@ def test_class_gaussians_recover_each_class_mean_and_spread():
     assert torch.equal(again, prior.sample(torch.tensor([0, 1]), torch.Generator().manual_seed(1)))
 
 
+def test_class_mixtures_stay_on_a_class_clusters_where_one_gaussian_fills_the_gap():
+    generator = torch.Generator().manual_seed(0)
+    sides = torch.randint(0, 2, (2000,), generator=generator) * 2 - 1  # one class, two clusters at x = -5, +5
+    codes = torch.randn(2000, 2, generator=generator) * 0.5 + torch.stack([5.0 * sides, torch.zeros(2000)], 1)
+    labels = torch.zeros(2000, dtype=torch.long)
+    requested = torch.zeros(4000, dtype=torch.long)
+    one = ClassGaussians.fit(codes, labels).sample(requested, torch.Generator().manual_seed(1))
+    two = ClassGaussians.fit(codes, labels, components=2).sample(requested, torch.Generator().manual_seed(1))
+    in_the_gap = lambda z: (z[:, 0].abs() < 2).float().mean()  # noqa: E731 - where no training code lies
+    assert in_the_gap(one) > 0.15
+    assert in_the_gap(two) < 0.01
+    assert abs((two[:, 0] > 0).float().mean() - 0.5) < 0.05  # both clusters, by their weights
+
+
 def test_class_gaussians_explain_too_few_codes_and_bad_labels():
     with pytest.raises(ValueError, match="Class 1 has 2 codes"):
         ClassGaussians.fit(torch.randn(12, 3), torch.tensor([0] * 10 + [1] * 2))
+    with pytest.raises(ValueError, match="fewer components"):
+        ClassGaussians.fit(torch.randn(40, 3), torch.arange(2).repeat(20), components=10)
     prior = ClassGaussians.fit(torch.randn(40, 3), torch.arange(2).repeat(20))
     with pytest.raises(ValueError, match="0..1"):
         prior.sample(torch.tensor([2]))
