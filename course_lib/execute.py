@@ -9,9 +9,18 @@ written under ``--out``, ready for
 ``jupyter-book build``. The staged ``book/execution.md`` is replaced by a page with the same table,
 the date and the machine (the committed page, used by a plain ``jupyter-book build .``, shows
 Jupyter Book's own execution table instead). A chapter whose cell raises is reported with the cell
-that failed, and the command exits non-zero. Time budgets are reported as ratios, not enforced: a
+that failed, and the command exits non-zero. So does a chapter that ran to the end but left stderr
+or an error in an output (a stray warning, a logged message): Jupyter Book's strict build would stop
+on it after the long rendering step, so it is caught as soon as the chapter finishes, with its cell.
+A chapter that expects a warning catches it and shows it as part of the lesson
+(:func:`course_lib.train.expected_warnings`). Time budgets are reported as ratios, not enforced: a
 chapter over budget is listed at the end but does not fail the run (run times depend on the machine
 and on its load).
+
+Chapters are named by path or by number (``07``). ``--checkpoints DIR`` trains every model into DIR
+(empty: from scratch) instead of the checkpoint cache, and ``--stage-unexecuted`` copies the chapters
+that were not run, without outputs, so that the staged book is complete: ``make book-check
+CHAPTERS="07"`` uses both to check one chapter on the path the book's users take.
 """
 from __future__ import annotations
 
@@ -43,6 +52,65 @@ def execute_chapter(notebook: Path, output: Path, profile: str, timeout: int) ->
     pm.execute_notebook(str(notebook), str(output), parameters={"profile": profile}, cwd=str(notebook.parent),
                         kernel_name="python3", progress_bar=False, execution_timeout=timeout)
     return time.perf_counter() - started
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def output_problems(executed: Path) -> list[str]:
+    """Each stderr stream or error output of an executed notebook: its cell (1-based, counted as in the
+    executed copy, where papermill's injected-parameters cell comes first), the cell's first line and
+    the output's first line. Jupyter Book's strict build fails on each of them."""
+    import nbformat
+
+    problems = []
+    notebook = nbformat.read(executed, as_version=4)
+    for number, cell in enumerate(notebook.cells, start=1):
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                what = f"wrote to stderr: {_first_line(output.get('text', ''))!r}"
+            elif output.get("output_type") == "error":
+                what = f"raised {output.get('ename')}: {output.get('evalue')}"
+            else:
+                continue
+            problems.append(f"cell {number} (In [{cell.get('execution_count')}], first line: "
+                            f"{_first_line(cell.source)!r}) {what}")
+    return problems
+
+
+def resolve_chapters(names: list[str], root: Path) -> list[Path]:
+    """Chapter notebooks from paths or numbers (``7``, ``07``); an unknown name lists the chapters."""
+    available = sorted((root / "chapters").glob(CHAPTER_GLOB))
+    paths = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" and path.is_file():
+            paths.append(path)
+            continue
+        matches = [c for c in available if name.isdigit() and c.name.startswith(f"{int(name):02d}_")]
+        if len(matches) != 1:
+            listing = ", ".join(c.name for c in available) or f"none in {root / 'chapters'}"
+            raise SystemExit(f"No chapter {name!r}: name a notebook path or a chapter number (available: {listing}).")
+        paths.append(matches[0])
+    return paths
+
+
+def stage_unexecuted(root: Path, out: Path, executed: list[Path]) -> list[Path]:
+    """Copy the chapters that were not executed, as committed (without outputs), into ``out``, so that
+    the staged book has every page its table of contents and cross-references name."""
+    done = {path.resolve() for path in executed}
+    copied = []
+    for chapter in sorted((root / "chapters").glob(CHAPTER_GLOB)):
+        if chapter.resolve() not in done:
+            target = out / chapter.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(chapter, target)
+            copied.append(target)
+    return copied
 
 
 def failure_summary(notebook: Path, error: Exception) -> str:
@@ -151,23 +219,36 @@ def budget_summary(report: pd.DataFrame, profile: Profile, whole_book: bool = Tr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="+", type=Path)
+    parser.add_argument("notebooks", nargs="+", help="chapter notebooks, by path or by number (07)")
     parser.add_argument("--profile", default="auto", help="auto | smoke | cpu | gpu (default: auto)")
     parser.add_argument("--out", type=Path, default=Path("_build/executed"))
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root holding the book sources")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help="train into this checkpoint folder instead of the cache (empty: every model from scratch)")
+    parser.add_argument("--stage-unexecuted", action="store_true",
+                        help="stage the chapters not run, without outputs, so the staged book is complete")
     args = parser.parse_args(argv)
 
     profile = get_profile(args.profile)  # fail early on an unknown name; resolve "auto" once
+    notebooks = resolve_chapters(args.notebooks, args.root)
     os.environ["COURSE_PROGRESS"] = "0"  # progress bars would only clutter the rendered pages
+    if args.checkpoints is not None:
+        args.checkpoints.mkdir(parents=True, exist_ok=True)
+        os.environ["COURSE_CHECKPOINT_DIR"] = str(args.checkpoints.resolve())  # the kernels inherit it
+        print(f"checkpoints of this run: {args.checkpoints.resolve()}", flush=True)
     rows, failures = [], []
-    for notebook in args.notebooks:
+    for notebook in notebooks:
         output = args.out / notebook.relative_to(args.root) if notebook.is_relative_to(args.root) else args.out / notebook.name
         print(f"executing {notebook} (profile {profile.name}) ...", flush=True)
         started = time.perf_counter()
         try:
             seconds = execute_chapter(notebook, output, profile.name, args.timeout)
-            status = "ok"
+            problems = [f"FAILED {notebook}: {problem}" for problem in output_problems(output)]
+            status = "stderr" if problems else "ok"
+            failures += problems
+            for problem in problems:
+                print(problem, flush=True)
         except Exception as error:  # papermill's PapermillExecutionError, or a kernel that died
             seconds, status = time.perf_counter() - started, "failed"
             failures.append(failure_summary(notebook, error))
@@ -183,12 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     report = pd.DataFrame(rows)
     report.drop(columns="output").to_csv(args.out / "execution_report.csv", index=False)
     stage_book(args.root, args.out)
+    if args.stage_unexecuted:
+        for copied in stage_unexecuted(args.root, args.out, notebooks):
+            print(f"staged without executing: {copied}", flush=True)
     write_execution_page(args.out, report, machine_description())
     every_chapter = {path.resolve() for path in (args.root / "chapters").glob(CHAPTER_GLOB)}
-    whole_book = every_chapter <= {path.resolve() for path in args.notebooks}
+    whole_book = every_chapter <= {path.resolve() for path in notebooks}
     print(budget_summary(report, profile, whole_book), flush=True)
     if failures:
-        print("\n".join(["", f"{len(failures)} chapter(s) failed:", *failures]), file=sys.stderr)
+        failed = sum(status != "ok" for status in report["status"])
+        print("\n".join(["", f"{failed} chapter(s) failed (a cell raised, or wrote to stderr: catch a warning "
+                                "the lesson expects with course_lib.train.expected_warnings):", *failures]),
+              file=sys.stderr)
         return 1
     return 0
 

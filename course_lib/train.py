@@ -10,8 +10,8 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,40 @@ class PosteriorCollapseWarning(UserWarning):
     """Almost no latent dimension carries information about the input."""
 
 
+@contextmanager
+def expected_warnings(category: type[Warning]) -> Iterator[list[warnings.WarningMessage]]:
+    """Catch the warnings of ``category`` that a cell expects, so that the chapter shows them as part
+    of the lesson instead of as stray stderr (chapter 07 trains report 000's collapsing loss on
+    purpose). Every warning of another category is issued again as usual, so an unexpected one still
+    reaches stderr and fails the book build.
+
+        with expected_warnings(PosteriorCollapseWarning) as caught:
+            fit(...)
+        for warning in caught:
+            print(f"{warning.category.__name__}: {warning.message}")
+    """
+    expected: list[warnings.WarningMessage] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        yield expected
+    for warning in caught:
+        if issubclass(warning.category, category):
+            expected.append(warning)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
+                                   source=warning.source)
+
+
 def checkpoint_path(name: str, profile_name: str) -> Path:
     """Where a chapter keeps the checkpoint of one model: one folder per profile, so a ``smoke`` run
-    never resumes from a ``cpu`` one. Delete the file (or the folder) to retrain from scratch."""
-    return cache_dir() / "checkpoints" / profile_name / f"{name}.pt"
+    never resumes from a ``cpu`` one. Delete the file (or the folder) to retrain from scratch.
+
+    The folder is ``cache_dir()/checkpoints``, or ``$COURSE_CHECKPOINT_DIR`` when that is set
+    (``make book-check`` points it at an empty folder so that every model trains from scratch while
+    the data and the judges stay cached)."""
+    override = os.environ.get("COURSE_CHECKPOINT_DIR")
+    root = Path(override).expanduser().resolve() if override else cache_dir() / "checkpoints"
+    return root / profile_name / f"{name}.pt"
 
 
 def amp_settings(device: torch.device, amp: bool) -> tuple[torch.dtype | None, bool]:

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import yaml
 
-from course_lib.execute import failure_summary, stage_book
+import nbformat
+import pytest
+
+from course_lib.execute import failure_summary, output_problems, resolve_chapters, stage_book, stage_unexecuted
 
 
 class FakePapermillError(Exception):
@@ -128,3 +131,57 @@ def test_budget_summary_names_chapters_over_budget_without_failing():
     assert cpu == "total 96.0 s for 2 chapter(s), 0.05 of the book budget of 30 min"
     part = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"), whole_book=False)
     assert part == "total 96.0 s for 2 chapter(s)"  # the book's budget says nothing about a part of it
+
+
+def executed_notebook(path: Path, outputs_per_cell: list[list]) -> Path:
+    """An executed notebook as papermill writes it: the injected-parameters cell first."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter")]
+    for number, outputs in enumerate(outputs_per_cell, start=1):
+        nb.cells.append(nbformat.v4.new_code_cell(f"step_{number}()\nmore()", execution_count=number,
+                                                  outputs=outputs))
+    nbformat.write(nb, path)
+    return path
+
+
+def test_output_problems_names_cell_source_and_the_first_line_of_stderr(tmp_path):
+    stdout = nbformat.v4.new_output("stream", name="stdout", text="epoch 1 | loss 3.0\n")
+    stderr = nbformat.v4.new_output("stream", name="stderr",
+                                    text="\n/x/train.py:42: PosteriorCollapseWarning: only 0 of 64 active\n  warnings.warn(\n")
+    error = nbformat.v4.new_output("error", ename="ValueError", evalue="bad size", traceback=[])
+    path = executed_notebook(tmp_path / "ch.ipynb", [[stdout], [stdout, stderr], [], [error]])
+    assert output_problems(path) == [
+        "cell 3 (In [2], first line: 'step_2()') wrote to stderr: "
+        "'/x/train.py:42: PosteriorCollapseWarning: only 0 of 64 active'",
+        "cell 5 (In [4], first line: 'step_4()') raised ValueError: bad size",
+    ]
+
+
+def test_output_problems_of_a_clean_notebook_is_empty(tmp_path):
+    display = nbformat.v4.new_output("display_data", data={"text/plain": "figure"})
+    assert output_problems(executed_notebook(tmp_path / "ch.ipynb", [[display], []])) == []
+
+
+def test_chapters_by_number_or_path(tmp_path):
+    root = tmp_path / "repo"
+    (root / "chapters").mkdir(parents=True)
+    for name in ("01_ae.ipynb", "07_two_stage.ipynb", "notes.ipynb"):
+        (root / "chapters" / name).write_text("{}")
+    assert resolve_chapters(["7", "01"], root) == [root / "chapters" / "07_two_stage.ipynb",
+                                                   root / "chapters" / "01_ae.ipynb"]
+    assert resolve_chapters([str(root / "chapters" / "notes.ipynb")], root) == [root / "chapters" / "notes.ipynb"]
+    with pytest.raises(SystemExit, match=r"No chapter '09'.*01_ae.ipynb, 07_two_stage.ipynb"):
+        resolve_chapters(["09"], root)
+
+
+def test_stage_unexecuted_copies_only_the_chapters_not_run(tmp_path):
+    root, out = tmp_path / "repo", tmp_path / "out"
+    (root / "chapters").mkdir(parents=True)
+    for name in ("01_ae.ipynb", "02_vae.ipynb"):
+        (root / "chapters" / name).write_text(name)
+    (out / "chapters").mkdir(parents=True)
+    (out / "chapters" / "02_vae.ipynb").write_text("executed")
+    copied = stage_unexecuted(root, out, [root / "chapters" / "02_vae.ipynb"])
+    assert copied == [out / "chapters" / "01_ae.ipynb"]
+    assert (out / "chapters" / "01_ae.ipynb").read_text() == "01_ae.ipynb"
+    assert (out / "chapters" / "02_vae.ipynb").read_text() == "executed"  # the executed copy is kept

@@ -82,3 +82,31 @@ def test_failing_cell_is_named_and_fails_the_run(tmp_path, smoke_env):
     assert "99_broken.ipynb" in result.stderr and "ValueError: broken on purpose" in result.stderr
     assert "In [4]" in result.stderr  # papermill inserts the injected-parameters cell before it
     assert "raise ValueError('broken on purpose')" in result.stderr
+
+
+def test_a_cell_writing_to_stderr_fails_the_run_naming_the_cell(tmp_path, smoke_env):
+    """A stray warning would fail Jupyter Book's strict build after the long rendering step; the runner
+    catches it as soon as the chapter finishes, and a warning caught with expected_warnings is not stray."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import warnings\n"
+                                          "from course_lib.train import PosteriorCollapseWarning, expected_warnings\n"
+                                          "with expected_warnings(PosteriorCollapseWarning) as caught:\n"
+                                          "    warnings.warn('shown as part of the lesson', PosteriorCollapseWarning)\n"
+                                          "print(caught[0].message)"),
+                nbformat.v4.new_code_cell("warnings.warn('nobody expected this', UserWarning)")]
+    notebook = tmp_path / "chapters" / "98_stray.ipynb"
+    notebook.parent.mkdir()
+    nbformat.write(nb, notebook)
+    (tmp_path / "_config.yml").write_text("title: t\n")
+    result = _run([sys.executable, "-m", "course_lib.execute", "--profile", "smoke", "--root", str(tmp_path),
+                   "--out", str(tmp_path / "out"), "98"], smoke_env)
+    assert result.returncode != 0
+    assert "1 chapter(s) failed" in result.stderr
+    assert "98_stray.ipynb: cell 4 (In [4], first line: \"warnings.warn('nobody expected this', UserWarning)\")" \
+        in result.stderr
+    assert "UserWarning: nobody expected this" in result.stderr
+    assert "shown as part of the lesson" not in result.stderr  # caught: stdout of cell 3, not a failure
+    report = pd.read_csv(tmp_path / "out" / "execution_report.csv")
+    assert list(report["status"]) == ["stderr"]

@@ -13,11 +13,12 @@ import torch
 import course_lib.train
 from course_lib import choose_device, get_profile, seed_everything
 from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from course_lib.data import TensorLoader
+from course_lib.data import TensorLoader, cache_dir
 from course_lib.losses import ELBO, ReconstructionLoss
 from course_lib.models import mlp_autoencoder, mlp_vae
 from course_lib.profiles import PROFILES
-from course_lib.train import PosteriorCollapseWarning, Snapshots, TrainingDivergedError, amp_settings, fit, train_steps
+from course_lib.train import (PosteriorCollapseWarning, Snapshots, TrainingDivergedError, amp_settings, checkpoint_path,
+                              expected_warnings, fit, train_steps)
 
 SHAPE = (1, 8, 8)
 
@@ -377,6 +378,31 @@ def test_no_collapse_warning_after_the_first_epoch_only():
         warnings.simplefilter("error", PosteriorCollapseWarning)
         history = fit_structured(beta=1000.0, epochs=1)
     assert history["active_units"].iloc[0] == 0
+
+
+def test_expected_warnings_catches_the_collapse_the_lesson_expects():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # anything that escapes the helper fails the test
+        with expected_warnings(PosteriorCollapseWarning) as caught:
+            fit_structured(beta=1000.0)
+    assert [w.category for w in caught] == [PosteriorCollapseWarning]
+    assert "Posterior collapse" in str(caught[0].message)
+
+
+def test_expected_warnings_reissues_every_other_warning():
+    with pytest.warns(RuntimeWarning, match="unexpected") as record:
+        with expected_warnings(PosteriorCollapseWarning) as caught:
+            warnings.warn("unexpected", RuntimeWarning)
+    assert caught == []
+    assert [w.category for w in record] == [RuntimeWarning]
+
+
+def test_checkpoint_path_follows_course_checkpoint_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("COURSE_CHECKPOINT_DIR", raising=False)
+    assert checkpoint_path("m", "cpu") == cache_dir() / "checkpoints" / "cpu" / "m.pt"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", "fresh")  # relative: resolved once, not per working directory
+    assert checkpoint_path("m", "cpu") == tmp_path / "fresh" / "cpu" / "m.pt"
 
 
 # --------------------------------------------------------------------------- snapshots
