@@ -7,7 +7,7 @@ ALL_CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.ipynb))
 CHAPTERS ?=
 STRICT_BUILD := build --warningiserror --nitpick --keep-going
 
-.PHONY: book book-check chapters-named test install data classifier bench student clean
+.PHONY: book book-check chapters-named lint test install data classifier bench student clean
 
 # Re-installs when pyproject.toml changes; creates the virtual environment if it is missing.
 $(VENV)/.installed: pyproject.toml
@@ -27,7 +27,7 @@ classifier: data
 
 book: data classifier
 	rm -rf _build/executed
-	$(PYTHON) -m course_lib.execute --profile $(PROFILE) --out _build/executed $(ALL_CHAPTERS)
+	$(PYTHON) -m course_lib.instructor.execute --profile $(PROFILE) --out _build/executed $(ALL_CHAPTERS)
 	$(VENV)/bin/jupyter-book $(STRICT_BUILD) _build/executed --path-output .
 	@echo "Book written to _build/html/index.html (execution times: _build/executed/execution_report.csv)"
 
@@ -37,7 +37,7 @@ book: data classifier
 book-check: PROFILE = cpu
 book-check: chapters-named data classifier
 	rm -rf _build/check _build/check-checkpoints
-	$(PYTHON) -m course_lib.execute --profile $(PROFILE) --out _build/check \
+	$(PYTHON) -m course_lib.instructor.execute --profile $(PROFILE) --out _build/check \
 		--checkpoints _build/check-checkpoints --stage-unexecuted $(CHAPTERS)
 	$(VENV)/bin/jupyter-book $(STRICT_BUILD) _build/check --path-output _build/check
 	@echo "Checked $(CHAPTERS): _build/check/_build/html/index.html (times: _build/check/execution_report.csv)"
@@ -45,15 +45,24 @@ book-check: chapters-named data classifier
 chapters-named:
 	@test -n "$(CHAPTERS)" || { echo 'Name the chapters to check, e.g. make book-check CHAPTERS="07 08"'; exit 2; }
 
-test: data
+# The checks pre-commit runs (.pre-commit-config.yaml), over every file: ruff (lint and format),
+# notebooks committed without outputs, and the layer contracts of course_lib (pyproject.toml).
+LINTED := course_lib tests data_scripts chapters
+lint: install
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/nbstripout --keep-id --verify chapters/*.ipynb
+	$(VENV)/bin/lint-imports
+
+test: data lint
 	$(PYTHON) -m pytest
 
 bench: install
-	$(PYTHON) -m course_lib.bench
+	$(PYTHON) -m course_lib.instructor.bench
 
 # Student versions of the chapters: every exercise, or one assignment's (make student ASSIGNMENT=A2).
 student: install
-	$(PYTHON) -m course_lib.student $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+	$(PYTHON) -m course_lib.instructor.student $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 clean:
 	rm -rf _build

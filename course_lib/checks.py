@@ -9,8 +9,10 @@ edge cases), and prints what it found:
   the case, the expected and the returned value, and the library's reference comes back instead,
   so every later cell still runs.
 
-When ``$COURSE_CHECK_RESULTS`` names a JSON file (``python -m course_lib.grade`` sets it), every
+When ``$COURSE_CHECK_RESULTS`` names a JSON file (``python -m course_lib.instructor.grade`` sets it), every
 result is recorded there too; the grader turns the records into points.
+
+Imports course_lib.core, course_lib.evaluation, course_lib.text and course_lib.models (the layers below).
 """
 from __future__ import annotations
 
@@ -27,11 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from course_lib.analysis import assignment_purity
-from course_lib.losses import bits_per_dim, kl_per_dim, reconstruction_nll
+from course_lib.core.losses import bits_per_dim, kl_per_dim, reconstruction_nll
+from course_lib.evaluation.analysis import assignment_purity
 from course_lib.models import VAE
 from course_lib.models.cvae import one_hot
-from course_lib.text import mean_pool
+from course_lib.text.encoders import mean_pool
 
 RESULTS_ENV = "COURSE_CHECK_RESULTS"
 PASSED, FAILED, NOT_DONE = "passed", "failed", "not done"
@@ -42,13 +44,14 @@ results: dict[str, str] = {}
 
 
 class WrongAnswer(Exception):
-    """Raised by a check's own code (not the student's) when a result has the wrong form."""
+    """Raised by a check's own code (not the student's) when a result has the wrong form (the exercise
+    checks of chapters 01, 02, 03, 04, 05, 07 and 08)."""
 
 
 @dataclass(frozen=True)
 class Case:
-    """One input of a check. ``make`` builds fresh arguments on every call, so a function that
-    changes its inputs in place cannot affect the reference's run."""
+    """One input of a check (chapters 01, 02, 03, 04, 05, 07 and 08). ``make`` builds fresh arguments on every call,
+    so a function that changes its inputs in place cannot affect the reference's run."""
 
     name: str
     make: Callable[[], tuple]
@@ -61,7 +64,8 @@ def _call(function: Callable, args: tuple) -> Any:
 
 @dataclass(frozen=True)
 class Exercise:
-    """What a check compares: the reference, the cases, and how to compare two results."""
+    """What a check compares: the reference, the cases, and how to compare two results (one per
+    exercise of chapters 01, 02, 03, 04, 05, 07 and 08)."""
 
     title: str
     reference: Callable
@@ -74,7 +78,8 @@ class Exercise:
 
 def check(exercise: str, candidate: Any) -> Callable:
     """Check a student's function for ``exercise`` (e.g. "2.1") and return the function later cells
-    should use: the student's when it passes, the library's reference otherwise (chapters 01-04)."""
+    should use: the student's when it passes, the library's reference otherwise
+    (chapters 01, 02, 03, 04, 05, 07 and 08)."""
     spec = _exercise(exercise)
     status, message = _evaluate(spec, candidate)
     if status == PASSED:
@@ -93,7 +98,8 @@ def check(exercise: str, candidate: Any) -> Callable:
 
 def assert_passed(exercise: str) -> None:
     """Raise unless ``exercise`` passed its check in this session: the chapters' hidden tests use it,
-    so the instructor's version fails loudly when its own solution stops passing."""
+    so the instructor's version fails loudly when its own solution stops passing
+    (chapters 01, 02, 03, 04, 05, 07 and 08)."""
     status = results.get(exercise, "not run")
     if status != PASSED:
         raise AssertionError(f"Exercise {exercise}: the chapter's solution should pass its check, but it is {status!r}.")
@@ -374,33 +380,33 @@ def _purity_cases() -> list[Case]:
 
 EXERCISES: dict[str, Exercise] = {
     "1.1": Exercise("the reconstruction loss by hand", _mean_reconstruction_nll,
-                    "course_lib.losses.reconstruction_nll(logits, x).mean()", _reconstruction_cases,
+                    "course_lib.core.losses.reconstruction_nll(logits, x).mean()", _reconstruction_cases,
                     _tensors_close(rtol=1e-4, atol=1e-4),
                     hint="sum the binary cross-entropy over the pixels of each image, then average over the images."),
-    "2.1": Exercise("the closed-form KL", _kl_per_image, "course_lib.losses.kl_per_dim(mu, logvar).sum(1)",
+    "2.1": Exercise("the closed-form KL", _kl_per_image, "course_lib.core.losses.kl_per_dim(mu, logvar).sum(1)",
                     _kl_cases, _tensors_close(rtol=1e-4, atol=1e-5),
                     hint="0.5 * (mu^2 + exp(logvar) - 1 - logvar), summed over dimension 1 (the latent dimensions)."),
     "2.2": Exercise("the reparameterisation trick", VAE.reparameterize, "course_lib.models.VAE.reparameterize",
                     _reparameterize_cases, _samples_agree, run=_sample_summary,
                     hint="z = mu + exp(0.5 * logvar) * eps with eps = torch.randn_like(mu): "
                          "exp(0.5 * logvar) is the standard deviation."),
-    "3.1": Exercise("bits per dimension", bits_per_dim, "course_lib.losses.bits_per_dim", _bits_per_dim_cases,
+    "3.1": Exercise("bits per dimension", bits_per_dim, "course_lib.core.losses.bits_per_dim", _bits_per_dim_cases,
                     _numbers_close,
                     hint="divide by the number of values per image (the product of the shape) and by "
                          "math.log(2), which turns nats into bits."),
     "4.1": Exercise("one-hot vectors", one_hot, "course_lib.models.cvae.one_hot", _one_hot_cases,
                     _tensors_close(rtol=0.0, atol=0.0),
                     hint="start from torch.zeros(len(labels), k) and set one entry per row to 1.0."),
-    "5.1": Exercise("masked mean pooling", mean_pool, "course_lib.text.mean_pool", _mean_pool_cases,
+    "5.1": Exercise("masked mean pooling", mean_pool, "course_lib.models.blocks.mean_pool", _mean_pool_cases,
                     _tensors_close(rtol=1e-5, atol=1e-6),
                     hint="multiply the vectors by the mask (as floats, with a last dimension of 1), sum over the "
                          "tokens (dimension 1), and divide by the number of real tokens of each caption."),
     "7.1": Exercise("the KL between two Gaussians", _gaussian_kl,
-                    "course_lib.losses.kl_per_dim(mu_q, logvar_q, mu_p, logvar_p).sum(1)", _gaussian_kl_cases,
+                    "course_lib.core.losses.kl_per_dim(mu_q, logvar_q, mu_p, logvar_p).sum(1)", _gaussian_kl_cases,
                     _tensors_close(rtol=1e-4, atol=1e-5),
                     hint="per dimension 0.5 * (logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1), "
                          "summed over dimension 1; with mu_p = 0 and logvar_p = 0 it is exercise 2.1's KL."),
-    "8.1": Exercise("purity of map units", assignment_purity, "course_lib.analysis.assignment_purity", _purity_cases,
+    "8.1": Exercise("purity of map units", assignment_purity, "course_lib.evaluation.analysis.assignment_purity", _purity_cases,
                     _numbers_close,
                     hint="for each unit, count how often each label occurs there and keep the largest count; "
                          "add these up over the units and divide by the number of points."),

@@ -1,5 +1,8 @@
 """Figures used throughout the course: image grids, reconstructions, latent scatter plots, the latent
-manifold, interpolation strips and training GIFs (chapters 01 and 02)."""
+manifold, interpolation strips and training GIFs (chapters 01 and 02).
+
+Imports no other part of course_lib: matplotlib, numpy, torch, torchvision and PIL (IPython for GIFs).
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,7 +22,7 @@ def _grid_array(images: Tensor, nrow: int) -> np.ndarray:
 
 
 def show_images(images: Tensor, nrow: int = 8, title: str | None = None, ax: plt.Axes | None = None) -> plt.Axes:
-    """Show a batch [B, C, H, W] of images in [0, 1] as one grid."""
+    """Show a batch [B, C, H, W] of images in [0, 1] as one grid (chapter 01)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(nrow * 0.8, (len(images) + nrow - 1) // nrow * 0.8 + 0.4))
     grid = _grid_array(images, nrow)
@@ -31,7 +34,7 @@ def show_images(images: Tensor, nrow: int = 8, title: str | None = None, ax: plt
 
 
 def show_reconstructions(originals: Tensor, reconstructions: Tensor, n: int = 10, title: str | None = None) -> plt.Figure:
-    """Originals (top row) above their reconstructions (bottom row)."""
+    """Originals (top row) above their reconstructions (bottom row; chapter 01)."""
     n = min(n, len(originals))
     fig, axes = plt.subplots(2, 1, figsize=(n * 0.9, 2.3))
     show_images(originals[:n], nrow=n, title="originals", ax=axes[0])
@@ -44,7 +47,7 @@ def show_reconstructions(originals: Tensor, reconstructions: Tensor, n: int = 10
 
 def plot_latent_scatter(codes: Tensor | np.ndarray, labels: Tensor | np.ndarray, class_names: Sequence[str] | None = None,
                         title: str | None = None, ax: plt.Axes | None = None, max_points: int = 5000) -> plt.Axes:
-    """2-D latent codes (or a 2-D projection of them) coloured by class."""
+    """2-D latent codes (or a 2-D projection of them) coloured by class (chapter 01)."""
     codes, labels = np.asarray(codes)[:max_points], np.asarray(labels)[:max_points]
     if codes.shape[1] != 2:
         raise ValueError(f"plot_latent_scatter needs 2-D codes, got {codes.shape[1]} dimensions: project them "
@@ -66,7 +69,7 @@ def plot_latent_scatter(codes: Tensor | np.ndarray, labels: Tensor | np.ndarray,
 
 @torch.no_grad()
 def latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1)) -> Tensor:
-    """Decode an n x n grid of latent points placed at normal quantiles (TensorFlow VAE tutorial).
+    """Decode an n x n grid of latent points placed at normal quantiles (TensorFlow VAE tutorial; chapter 02).
 
     The two latent dimensions ``dims`` sweep the quantiles 0.05 ... 0.95 of N(0, 1), so the grid
     covers where the prior puts its mass; all other dimensions are 0 (the prior's mean).
@@ -81,7 +84,7 @@ def latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1
 
 def show_latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1), title: str | None = None,
                          ax: plt.Axes | None = None) -> plt.Axes:
-    """Plot :func:`latent_manifold` as one image with the quantile grid."""
+    """Plot :func:`latent_manifold` as one image with the quantile grid (chapter 02)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
     return show_images(latent_manifold(model, n, dims), nrow=n, title=title, ax=ax)
@@ -89,7 +92,7 @@ def show_latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = 
 
 @torch.no_grad()
 def interpolate(model: nn.Module, x_start: Tensor, x_end: Tensor, steps: int = 10) -> Tensor:
-    """Decode ``steps`` points on the straight line between the codes of two images."""
+    """Decode ``steps`` points on the straight line between the codes of two images (chapter 02)."""
     device = next(model.parameters()).device
     codes = [model.encode(x.unsqueeze(0).to(device)) for x in (x_start, x_end)]
     z_start, z_end = (c[0] if isinstance(c, tuple) else c for c in codes)  # VAE: posterior mean
@@ -99,7 +102,7 @@ def interpolate(model: nn.Module, x_start: Tensor, x_end: Tensor, steps: int = 1
 
 def show_interpolation(model: nn.Module, x_start: Tensor, x_end: Tensor, steps: int = 10,
                        title: str | None = None, ax: plt.Axes | None = None) -> plt.Axes:
-    """An interpolation strip from ``x_start`` to ``x_end`` through latent space."""
+    """An interpolation strip from ``x_start`` to ``x_end`` through latent space (chapter 02)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(steps * 0.9, 1.3))
     return show_images(interpolate(model, x_start, x_end, steps), nrow=steps, title=title, ax=ax)
@@ -107,7 +110,7 @@ def show_interpolation(model: nn.Module, x_start: Tensor, x_end: Tensor, steps: 
 
 def save_gif(frames: Sequence[Tensor], path: str | Path, seconds_per_frame: float = 0.5,
              upscale: int = 2) -> Path:
-    """Write uint8 image grids [C, H, W] (e.g. ``Snapshots.frames``) as an animated GIF."""
+    """Write uint8 image grids [C, H, W] (e.g. ``Snapshots.frames``) as an animated GIF (chapter 02)."""
     if not frames:
         raise ValueError("No frames to write: train with a Snapshots callback first.")
     path = Path(path)
@@ -119,7 +122,7 @@ def save_gif(frames: Sequence[Tensor], path: str | Path, seconds_per_frame: floa
 
 
 def plot_history(history, columns: Sequence[str], title: str | None = None, ax: plt.Axes | None = None) -> plt.Axes:
-    """Line plot of columns of a training history table against the epoch."""
+    """Line plot of columns of a training history table against the epoch (chapter 06)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     for column in columns:
@@ -132,7 +135,7 @@ def plot_history(history, columns: Sequence[str], title: str | None = None, ax: 
 
 
 def show_gif(path: str | Path, width: int = 360):
-    """Display a GIF inline, embedded as HTML (renders in Jupyter and in the built book)."""
+    """Display a GIF inline, embedded as HTML (renders in Jupyter and in the built book; chapter 02)."""
     import base64
 
     from IPython.display import HTML
@@ -147,7 +150,7 @@ def plot_som(u_matrix: np.ndarray, hits: np.ndarray, majority: np.ndarray, class
     light ridges = borders between clusters), and on each unit a dot coloured by its majority class,
     its area proportional to the unit's hit count (``majority`` is -1 for a unit that won no code).
 
-    The inputs come from :func:`course_lib.analysis.som_u_matrix`, :func:`~course_lib.analysis.som_hit_map`
+    The inputs come from :func:`course_lib.evaluation.analysis.som_u_matrix`, :func:`~course_lib.evaluation.analysis.som_hit_map`
     and the majority label of each unit.
     """
     if ax is None:

@@ -14,8 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_lib.download import (COCO_DEFAULT, COCO_FILES, DownloadError, RemoteFile, default_coco_root,
-                                 download, extract, human_size, is_downloaded, is_extracted)
+from course_lib.data.download import (
+    COCO_DEFAULT,
+    COCO_FILES,
+    DownloadError,
+    RemoteFile,
+    default_coco_root,
+    download,
+    extract,
+    human_size,
+    is_downloaded,
+    is_extracted,
+)
 
 TRAIN = "train2017.zip"
 

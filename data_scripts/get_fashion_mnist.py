@@ -10,7 +10,8 @@ import shutil
 import subprocess
 import sys
 
-from course_lib.data import DataNotFoundError, fashion_mnist_root
+from course_lib.core.io import DataNotFoundError
+from course_lib.data.images import fashion_mnist_root
 
 
 def try_apt_install() -> bool:

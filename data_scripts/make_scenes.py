@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_lib.scenes import write_scenes
+from course_lib.data.scenes import write_scenes
 
 
 def image_size(text: str) -> tuple[int, int]:

@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_lib.coco import prepare
-from course_lib.data import DataNotFoundError
-from course_lib.download import default_coco_root
+from course_lib.core.io import DataNotFoundError
+from course_lib.data.coco import prepare
+from course_lib.data.download import default_coco_root
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from course_lib.classifier import classifier_path, load_or_train_classifier
+from course_lib.evaluation.classifier import classifier_path, load_or_train_classifier
 
 
 def main(argv: list[str] | None = None) -> int:

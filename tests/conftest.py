@@ -6,7 +6,7 @@ the suite never depends on installed data or on the network.
 
 The book tests (markers ``notebooks`` and ``book``) share two session fixtures, so that the chapters
 are executed once and the book is built once per session: ``executed`` (every chapter run under the
-``smoke`` profile by ``python -m course_lib.execute``, as ``make book`` does) and ``book_build``
+``smoke`` profile by ``python -m course_lib.instructor.execute``, as ``make book`` does) and ``book_build``
 (``jupyter-book build`` of that staged copy, with warnings as errors).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import course_lib.data  # noqa: E402
+import course_lib.data.images  # noqa: E402
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 N_TRAIN, N_TEST = 64, 32
@@ -41,7 +41,7 @@ def isolated_environment(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("COURSE_PROGRESS", "0")
     monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
-    monkeypatch.setattr(course_lib.data, "DEBIAN_FASHION_MNIST",
+    monkeypatch.setattr(course_lib.data.images, "DEBIAN_FASHION_MNIST",
                         tmp_path_factory.mktemp("no_debian_data") / "fashion-mnist")
     yield cache
     plt.close("all")
@@ -114,7 +114,7 @@ def smoke_env(tmp_path_factory) -> dict[str, str]:
 def executed(tmp_path_factory, smoke_env) -> Path:
     """Execute every chapter once with papermill under the smoke profile, as `make book` does."""
     out = tmp_path_factory.mktemp("executed")
-    result = subprocess.run([sys.executable, "-m", "course_lib.execute", "--profile", "smoke", "--out", str(out),
+    result = subprocess.run([sys.executable, "-m", "course_lib.instructor.execute", "--profile", "smoke", "--out", str(out),
                              *[str(p.relative_to(REPO)) for p in CHAPTERS]],
                             cwd=REPO, env=smoke_env, capture_output=True, text=True)
     assert result.returncode == 0, f"chapters failed under smoke:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

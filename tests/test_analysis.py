@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
-from course_lib.analysis import (
+from course_lib.evaluation.analysis import (
     assignment_purity,
     kmeans_quantization_error,
     knn_accuracy,
@@ -123,7 +123,7 @@ def test_unit_agreement_of_paired_codes_is_high_and_shuffled_chance_is_low(blobs
 
 
 def test_retrieval_recall_of_matching_pairs_is_one_and_of_shuffled_pairs_near_chance():
-    from course_lib.analysis import retrieval_recall
+    from course_lib.evaluation.analysis import retrieval_recall
 
     generator = torch.Generator().manual_seed(0)
     items = torch.randn(500, 16, generator=generator)

@@ -1,7 +1,7 @@
 """The throughput benchmark runs end to end (on tiny synthetic data) and prints its ratios."""
 import re
 
-from course_lib import bench
+from course_lib.instructor import bench
 
 
 def test_bench_prints_samples_per_second_and_ratios(fake_fashion_mnist, monkeypatch, capsys):

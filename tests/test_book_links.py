@@ -15,14 +15,14 @@ import pybtex.database
 import pytest
 import yaml
 
-from course_lib import repository as repo_tool
+from course_lib.instructor import repository as repo_tool
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
 COLAB_LINK = re.compile(r"^https://colab\.research\.google\.com/github/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
                         r"/blob/(?P<branch>[^/]+)/(?P<path>.+\.ipynb)$")
-# Written here independently of course_lib.repository, so the test does not trust the code it checks.
+# Written here independently of course_lib.instructor.repository, so the test does not trust the code it checks.
 INSTALL = re.compile(r"git\+https://github\.com/(?P<owner>[^/\s\"']+)/(?P<repo>[^/@\s\"']+?)(?:\.git)?"
                      r"(?:@(?P<ref>[^\s\"'#]+))?[\"'\s]")
 CITATION = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
@@ -61,7 +61,7 @@ def test_install_cell_installs_from_the_configured_repository(notebook):
                                                                      expected["branch"]), (
             f"{notebook.name} installs from {target['owner']}/{target['repo']}@{target['ref'] or '<default branch>'}, but _config.yml "
             f"names {expected['owner']}/{expected['repo']}@{expected['branch']}: run "
-            f"`python -m course_lib.repository --sync`")
+            f"`python -m course_lib.instructor.repository --sync`")
 
 
 def test_repository_tool_agrees_with_the_config():

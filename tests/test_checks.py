@@ -10,7 +10,7 @@ import torch
 
 from course_lib import checks
 from course_lib.checks import EXERCISES, assert_passed, check
-from course_lib.losses import kl_per_dim
+from course_lib.core.losses import kl_per_dim
 from course_lib.models import mlp_cvae
 from course_lib.models.cvae import one_hot
 

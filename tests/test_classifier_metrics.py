@@ -12,11 +12,23 @@ import torch.nn.functional as F
 import torchmetrics.image.fid
 from torch import nn
 
-import course_lib.classifier
-from course_lib.checkpoint import CheckpointError
-from course_lib.classifier import ClassificationLoss, FashionClassifier, classifier_path, load_or_train_classifier
-from course_lib.metrics import (ClassifierFeatures, conditional_accuracy, feature_extractor, fid_floors, fid_kid,
-                                predict)
+import course_lib.evaluation.classifier
+import course_lib.evaluation.judges
+from course_lib.core.io import CheckpointError
+from course_lib.evaluation.classifier import (
+    ClassificationLoss,
+    FashionClassifier,
+    classifier_path,
+    load_or_train_classifier,
+)
+from course_lib.evaluation.metrics import (
+    ClassifierFeatures,
+    conditional_accuracy,
+    feature_extractor,
+    fid_floors,
+    fid_kid,
+    predict,
+)
 
 
 def object_images(n: int, seed: int) -> torch.Tensor:
@@ -93,7 +105,7 @@ def test_classifier_is_trained_once_then_loaded_from_cache(fake_fashion_mnist, m
     def no_training(*args, **kwargs):
         raise AssertionError("fit was called although a cached classifier exists")
 
-    monkeypatch.setattr(course_lib.classifier, "fit", no_training)
+    monkeypatch.setattr(course_lib.evaluation.judges, "fit", no_training)
     second = load_or_train_classifier("smoke", device="cpu", verbose=False)
     assert second.test_accuracy == first.test_accuracy and second.description == first.description
     for name, tensor in first.state_dict().items():
@@ -217,11 +229,11 @@ def test_predict_uses_eval_mode_and_restores_training_mode(tiny_classifier):
 
 
 def test_clip_score_without_weights_is_a_clear_error_at_once(monkeypatch):
-    import course_lib.text
-    from course_lib.metrics import clip_score
-    from course_lib.text import WeightsNotFoundError
+    import course_lib.text.encoders
+    from course_lib.evaluation.metrics import clip_score
+    from course_lib.text.encoders import WeightsNotFoundError
 
-    monkeypatch.setattr(course_lib.text, "_hub_problem", lambda repo_id: "no network (test)")
+    monkeypatch.setattr(course_lib.text.encoders, "_hub_problem", lambda repo_id: "no network (test)")
     monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # nothing in a local cache either
     with pytest.raises(WeightsNotFoundError, match="no network"):
         clip_score(torch.rand(2, 3, 32, 32), ["a red circle", "a blue star"])
@@ -266,7 +278,7 @@ def tiny_clip_folder(tmp_path_factory):
 def test_clip_score_loads_a_local_clip_and_matches_clip_itself(tiny_clip_folder):
     from transformers import CLIPModel, CLIPProcessor
 
-    from course_lib.metrics import clip_score
+    from course_lib.evaluation.metrics import clip_score
 
     images = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     captions = ["a red circle", "a blue star at the top", "a green heart", "a small pink ring", "a cross"]

@@ -9,10 +9,11 @@ import torch
 from PIL import Image, ImageFilter, ImageOps
 from pycocotools.coco import COCO
 
-from course_lib import coco
-from course_lib.data import DataNotFoundError, TensorLoader
-from course_lib.download import default_coco_root
-from course_lib.scenes import COLOURS, SHAPES, write_scenes
+from course_lib.core.io import DataNotFoundError
+from course_lib.data import coco
+from course_lib.data.download import default_coco_root
+from course_lib.data.images import TensorLoader
+from course_lib.data.scenes import COLOURS, SHAPES, write_scenes
 
 # pycocotools 2.0 calls numpy in a way numpy 2 deprecates; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -2,11 +2,12 @@
 import pytest
 import torch
 
-from course_lib.data import TensorLoader
-from course_lib.losses import ELBO, HybridELBO, reconstruction_nll
-from course_lib.metrics import reconstruction_metrics
-from course_lib.models import CVAE, ClassGaussians, conditioning, conv_cvae, mlp_cvae, mlp_vae
-from course_lib.train import Snapshots, fit
+from course_lib.core.losses import ELBO, HybridELBO, reconstruction_nll
+from course_lib.core.samplers import ClassGaussians
+from course_lib.core.train import Snapshots, fit
+from course_lib.data.images import TensorLoader
+from course_lib.evaluation.metrics import reconstruction_metrics
+from course_lib.models import CVAE, conditioning, conv_cvae, mlp_cvae, mlp_vae
 
 CONDITIONS = {
     "class index": lambda b, k: torch.arange(b) % k,
@@ -74,7 +75,7 @@ def test_conditioning_passes_labels_only_to_conditional_models():
         conditioning(mlp_cvae(), None)
 
 
-@pytest.mark.filterwarnings("ignore::course_lib.train.PosteriorCollapseWarning")  # random images: nothing to encode
+@pytest.mark.filterwarnings("ignore::course_lib.core.train.PosteriorCollapseWarning")  # random images: nothing to encode
 def test_fit_metrics_and_snapshots_work_with_a_cvae():
     torch.manual_seed(0)
     images, labels = torch.rand(64, 1, 28, 28), torch.arange(64) % 10

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torchvision.datasets import FashionMNIST
 
-import course_lib.data
-from course_lib.data import DataNotFoundError, TensorLoader, fashion_mnist_root, load_fashion_mnist
+import course_lib.data.images
+from course_lib.core.io import DataNotFoundError
+from course_lib.data.images import TensorLoader, fashion_mnist_root, load_fashion_mnist
 
 
 def as_tensors(arrays):
@@ -56,7 +57,7 @@ def test_gzipped_files_are_unpacked_into_the_cache(fake_fashion_mnist, monkeypat
     root = fashion_mnist_root()
     assert root == isolated_environment / "torchvision"
     raw = root / "FashionMNIST" / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == sorted(course_lib.data.FASHION_MNIST_FILES)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(course_lib.data.images.FASHION_MNIST_FILES)
     assert (raw / "train-images-idx3-ubyte").read_bytes()[:4] == (2051).to_bytes(4, "big")
 
 
@@ -97,7 +98,7 @@ def test_course_data_dir_beats_the_debian_folder(tmp_path, monkeypatch, write_id
     debian = tmp_path / "debian" / "fashion-mnist"
     debian_data = write_idx_files(debian, gz=True, seed=1)
     own_data = write_idx_files(tmp_path / "own", gz=True, seed=2)
-    monkeypatch.setattr(course_lib.data, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr(course_lib.data.images, "DEBIAN_FASHION_MNIST", debian)
 
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache_own"))
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "own"))
@@ -117,7 +118,7 @@ def test_incomplete_course_data_dir_falls_back_to_debian(tmp_path, monkeypatch, 
     partial = tmp_path / "partial"
     write_idx_files(partial, gz=True, seed=2)
     (partial / "t10k-labels-idx1-ubyte.gz").unlink()
-    monkeypatch.setattr(course_lib.data, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr(course_lib.data.images, "DEBIAN_FASHION_MNIST", debian)
     monkeypatch.setenv("COURSE_DATA_DIR", str(partial))
     images, _ = load_fashion_mnist("train")
     assert torch.equal(images, as_tensors(debian_data["train"])[0])

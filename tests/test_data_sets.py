@@ -6,10 +6,10 @@ import pytest
 import torch
 import torchvision.datasets
 
-import course_lib.data
-from course_lib.data import (DataNotFoundError, class_names, image_loaders, load_cifar10, load_mnist, load_scenes,
-                             mnist_source)
-from course_lib.profiles import PROFILES
+import course_lib.data.images
+from course_lib.core.io import DataNotFoundError
+from course_lib.core.profiles import PROFILES
+from course_lib.data.images import class_names, image_loaders, load_cifar10, load_mnist, load_scenes, mnist_source
 
 
 def unavailable(*args, **kwargs):
@@ -90,10 +90,10 @@ def test_image_loaders_reject_unknown_data_sets():
 
 
 def test_scenes_loader_labels_are_the_main_shape(monkeypatch):
-    from course_lib.coco import load_prepared, synthetic_scenes
-    from course_lib.scenes import SHAPES
+    from course_lib.data.coco import load_prepared, synthetic_scenes
+    from course_lib.data.scenes import SHAPES
 
-    monkeypatch.setattr(course_lib.data, "SCENES_SMALL", 100)  # 80 train / 10 val / 10 test scenes, drawn in a second
+    monkeypatch.setattr(course_lib.data.images, "SCENES_SMALL", 100)  # 80 train / 10 val / 10 test scenes, drawn in a second
     images, labels = load_scenes("train", size=80)
     grey, grey_labels = load_scenes("train", size=80, grey=True)
     assert images.shape == (80, 3, 32, 32) and grey.shape == (80, 1, 32, 32)

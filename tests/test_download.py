@@ -1,4 +1,4 @@
-"""The COCO downloader (course_lib.download, data_scripts/get_coco.py) against a local fake server.
+"""The COCO downloader (course_lib.data.download, data_scripts/get_coco.py) against a local fake server.
 
 No test touches the network: files are served from 127.0.0.1 by a tiny HTTP server that honours
 ``Range`` (or ignores it on request) and can drop the connection part-way, like a flaky link.
@@ -19,9 +19,16 @@ from pathlib import Path
 
 import pytest
 
-import course_lib.download
-from course_lib.download import (COCO_FILES, DownloadError, RemoteFile, download, extract, is_downloaded,
-                                 is_extracted)
+import course_lib.data.download
+from course_lib.data.download import (
+    COCO_FILES,
+    DownloadError,
+    RemoteFile,
+    download,
+    extract,
+    is_downloaded,
+    is_extracted,
+)
 
 PAYLOAD = random.Random(0).randbytes(300_000)
 GET_COCO = Path(__file__).resolve().parents[1] / "data_scripts" / "get_coco.py"
@@ -132,7 +139,7 @@ def test_second_call_neither_fetches_nor_rehashes(server, tmp_path, monkeypatch)
     def no_rehash(*args, **kwargs):
         raise AssertionError("a verified file was hashed again")
 
-    monkeypatch.setattr(course_lib.download, "_hash_into", no_rehash)  # 18 GB takes minutes to hash
+    monkeypatch.setattr(course_lib.data.download, "_hash_into", no_rehash)  # 18 GB takes minutes to hash
     assert download(remote, tmp_path).read_bytes() == PAYLOAD
     assert server.requests == []
 

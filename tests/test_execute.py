@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 import nbformat
 import pytest
+import yaml
 
-from course_lib.execute import failure_summary, output_problems, resolve_chapters, stage_book, stage_unexecuted
+from course_lib.instructor.execute import (
+    failure_summary,
+    output_problems,
+    resolve_chapters,
+    stage_book,
+    stage_unexecuted,
+)
 
 
 class FakePapermillError(Exception):
@@ -86,7 +91,7 @@ def test_stage_book_over_an_earlier_staging(tmp_path):
 def test_execution_page_lists_chapters_with_links_and_the_machine(tmp_path):
     import pandas as pd
 
-    from course_lib.execute import write_execution_page
+    from course_lib.instructor.execute import write_execution_page
 
     out = tmp_path / "out"
     out.mkdir()
@@ -107,7 +112,7 @@ def test_execution_page_lists_chapters_with_links_and_the_machine(tmp_path):
 
 
 def test_machine_description_names_date_cores_and_device():
-    from course_lib.execute import machine_description
+    from course_lib.instructor.execute import machine_description
 
     machine = machine_description()
     assert set(machine) == {"date", "machine", "device", "software"}
@@ -117,8 +122,8 @@ def test_machine_description_names_date_cores_and_device():
 def test_budget_summary_names_chapters_over_budget_without_failing():
     import pandas as pd
 
-    from course_lib.execute import budget_summary
-    from course_lib.profiles import get_profile
+    from course_lib.core.profiles import get_profile
+    from course_lib.instructor.execute import budget_summary
 
     report = pd.DataFrame([
         {"chapter": "chapters/01_ae.ipynb", "seconds": 30.0, "of_budget": 0.5},

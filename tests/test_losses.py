@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.losses import ELBO, ReconstructionLoss, active_units, kl_per_dim, reconstruction_nll
+from course_lib.core.losses import ELBO, ReconstructionLoss, active_units, kl_per_dim, reconstruction_nll
 from course_lib.models import VAEOutput, mlp_autoencoder, mlp_vae
 
 X = [[0.0, 1.0], [0.25, 0.5]]  # one 2x2 grey image
@@ -31,8 +31,8 @@ def image(values) -> torch.Tensor:
 def hand_bernoulli(logits, x) -> float:
     total = 0.0
     for row_l, row_x in zip(logits, x):
-        for l, t in zip(row_l, row_x):
-            p = sigmoid(l)
+        for logit, t in zip(row_l, row_x):
+            p = sigmoid(logit)
             total += -(t * math.log(p) + (1 - t) * math.log(1 - p))
     return total
 
@@ -40,8 +40,8 @@ def hand_bernoulli(logits, x) -> float:
 def hand_gaussian(logits, x, sigma) -> float:
     total = 0.0
     for row_l, row_x in zip(logits, x):
-        for l, t in zip(row_l, row_x):
-            total += (sigmoid(l) - t) ** 2 / (2 * sigma ** 2) + math.log(sigma * math.sqrt(2 * math.pi))
+        for logit, t in zip(row_l, row_x):
+            total += (sigmoid(logit) - t) ** 2 / (2 * sigma ** 2) + math.log(sigma * math.sqrt(2 * math.pi))
     return total
 
 
@@ -62,7 +62,7 @@ def test_nll_is_per_image_summed_over_pixels():
     other_x = [[1.0, 0.0], [0.9, 0.3]]
     logits = torch.cat([image(LOGITS), image(other_logits)])
     x = torch.cat([image(X), image(other_x)])
-    for likelihood, hand in (("bernoulli", hand_bernoulli), ("gaussian", lambda l, t: hand_gaussian(l, t, 0.1))):
+    for likelihood, hand in (("bernoulli", hand_bernoulli), ("gaussian", lambda lg, t: hand_gaussian(lg, t, 0.1))):
         nll = reconstruction_nll(logits, x, likelihood)
         assert nll.shape == (2,)
         assert nll.tolist() == pytest.approx([hand(LOGITS, X), hand(other_logits, other_x)], rel=1e-6)

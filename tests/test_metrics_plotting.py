@@ -11,14 +11,23 @@ import torch
 from PIL import Image
 from torch import nn
 
-import course_lib.losses
+import course_lib.core.losses
 from course_lib import show_source
-from course_lib.analysis import encode_dataset
-from course_lib.data import TensorLoader
-from course_lib.metrics import reconstruction_metrics
+from course_lib.core.train import encode_dataset
+from course_lib.data.images import TensorLoader
+from course_lib.evaluation.metrics import reconstruction_metrics
 from course_lib.models import mlp_autoencoder, mlp_vae
-from course_lib.plotting import (interpolate, latent_manifold, plot_history, plot_latent_scatter, save_gif,
-                                 show_images, show_interpolation, show_latent_manifold, show_reconstructions)
+from course_lib.plotting import (
+    interpolate,
+    latent_manifold,
+    plot_history,
+    plot_latent_scatter,
+    save_gif,
+    show_images,
+    show_interpolation,
+    show_latent_manifold,
+    show_reconstructions,
+)
 
 
 def images(n=8, shape=(1, 16, 16), seed=0):
@@ -225,7 +234,7 @@ def test_save_gif_writes_every_frame(tmp_path, channels):
 
 
 def test_save_gif_of_snapshot_frames(tmp_path):
-    from course_lib.train import Snapshots
+    from course_lib.core.train import Snapshots
 
     torch.manual_seed(0)
     snapshots = Snapshots.reconstructions(images(4, shape=(1, 8, 8)), nrow=2)
@@ -246,7 +255,7 @@ def test_save_gif_without_frames_raises(tmp_path):
 
 
 def test_show_source_returns_the_code():
-    shown = show_source(course_lib.losses.kl_per_dim)
+    shown = show_source(course_lib.core.losses.kl_per_dim)
     text = getattr(shown, "data", shown)
     assert "def kl_per_dim" in text
     assert "logvar.exp()" in text
@@ -254,14 +263,14 @@ def test_show_source_returns_the_code():
 
 def test_show_source_without_ipython_returns_text(monkeypatch):
     monkeypatch.setitem(sys.modules, "IPython.display", None)  # makes the import fail
-    shown = show_source(course_lib.losses.ELBO)
+    shown = show_source(course_lib.core.losses.ELBO)
     assert isinstance(shown, str)
     assert shown.startswith("@dataclass\nclass ELBO")
     assert "def __call__" in shown
 
 
 def test_latent_structure_numbers_separate_clusters_from_shuffled_labels():
-    from course_lib.analysis import knn_accuracy, silhouette, tsne
+    from course_lib.evaluation.analysis import knn_accuracy, silhouette, tsne
 
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(600) % 3

@@ -1,6 +1,6 @@
 """Chapters: committed clean, executable under the smoke profile, and the whole book renders from
 the executed copies. How long each chapter took against its 60 s budget is a ratio in the execution
-report (printed by ``course_lib.execute``), not a test: run times depend on the machine's load. The
+report (printed by ``course_lib.instructor.execute``), not a test: run times depend on the machine's load. The
 slow part runs once per session (the session fixtures `executed` and `book_build` are in
 conftest.py, shared with the other book tests)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from course_lib.profiles import get_profile
+from course_lib.core.profiles import get_profile
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
@@ -76,7 +76,7 @@ def test_failing_cell_is_named_and_fails_the_run(tmp_path, smoke_env):
     notebook.parent.mkdir()
     nbformat.write(nb, notebook)
     (tmp_path / "_config.yml").write_text("title: t\n")
-    result = _run([sys.executable, "-m", "course_lib.execute", "--profile", "smoke", "--root", str(tmp_path),
+    result = _run([sys.executable, "-m", "course_lib.instructor.execute", "--profile", "smoke", "--root", str(tmp_path),
                    "--out", str(tmp_path / "out"), str(notebook)], smoke_env)
     assert result.returncode != 0
     assert "99_broken.ipynb" in result.stderr and "ValueError: broken on purpose" in result.stderr
@@ -91,7 +91,7 @@ def test_a_cell_writing_to_stderr_fails_the_run_naming_the_cell(tmp_path, smoke_
                                                            "language": "python"}})
     nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell("import warnings\n"
-                                          "from course_lib.train import PosteriorCollapseWarning, expected_warnings\n"
+                                          "from course_lib.core.train import PosteriorCollapseWarning, expected_warnings\n"
                                           "with expected_warnings(PosteriorCollapseWarning) as caught:\n"
                                           "    warnings.warn('shown as part of the lesson', PosteriorCollapseWarning)\n"
                                           "print(caught[0].message)"),
@@ -100,7 +100,7 @@ def test_a_cell_writing_to_stderr_fails_the_run_naming_the_cell(tmp_path, smoke_
     notebook.parent.mkdir()
     nbformat.write(nb, notebook)
     (tmp_path / "_config.yml").write_text("title: t\n")
-    result = _run([sys.executable, "-m", "course_lib.execute", "--profile", "smoke", "--root", str(tmp_path),
+    result = _run([sys.executable, "-m", "course_lib.instructor.execute", "--profile", "smoke", "--root", str(tmp_path),
                    "--out", str(tmp_path / "out"), "98"], smoke_env)
     assert result.returncode != 0
     assert "1 chapter(s) failed" in result.stderr

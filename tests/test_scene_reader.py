@@ -4,10 +4,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib import coco
-from course_lib.checkpoint import CheckpointError
-from course_lib.scene_reader import (ATTRIBUTES, UNKNOWN, AttributeLoss, SceneReader, attribute_accuracy,
-                                     attribute_targets, chance_accuracy, load_or_train_scene_reader, reader_path)
+from course_lib.core.io import CheckpointError
+from course_lib.data import coco
+from course_lib.evaluation.scene_reader import (
+    ATTRIBUTES,
+    UNKNOWN,
+    AttributeLoss,
+    SceneReader,
+    attribute_accuracy,
+    attribute_targets,
+    chance_accuracy,
+    load_or_train_scene_reader,
+    reader_path,
+)
 
 
 def record(colour: str, shape: str, position: str, greyscale: bool = False) -> dict:
@@ -81,8 +90,8 @@ def test_reader_is_trained_once_then_loaded_and_a_corrupt_cache_is_a_clear_error
 
 
 def test_attribute_curve_records_one_row_per_epoch_and_survives_a_checkpoint():
+    from course_lib.evaluation.scene_reader import AttributeCurve
     from course_lib.models import conv_cvae
-    from course_lib.scene_reader import AttributeCurve
 
     targets = torch.tensor([[1, 2, 3], [4, 5, 6]])
     curve = AttributeCurve(Oracle(torch.tensor([[1, 2, 3], [0, 5, 6]])), torch.randn(2, 8), targets)
@@ -96,7 +105,7 @@ def test_attribute_curve_records_one_row_per_epoch_and_survives_a_checkpoint():
 
 
 def test_only_captions_that_name_the_main_shape_can_be_checked_for_shape():
-    from course_lib.scenes import names_main_shape
+    from course_lib.data.scenes import names_main_shape
 
     assert names_main_shape("A small orange heart in the top right with a little yellow square.")
     assert not names_main_shape("An orange symbol at the top right of the picture with a small yellow square.")

@@ -7,14 +7,7 @@ import pytest
 from PIL import Image, ImageFilter
 from pycocotools.coco import COCO
 
-from course_lib.scenes import (
-    COLOURS,
-    POSITIONS,
-    SHAPES,
-    SIZES,
-    SUPERCATEGORIES,
-    write_scenes,
-)
+from course_lib.data.scenes import COLOURS, POSITIONS, SHAPES, SIZES, SUPERCATEGORIES, write_scenes
 
 # pycocotools 2.0 calls numpy in a way numpy 2 deprecates; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

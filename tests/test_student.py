@@ -19,9 +19,18 @@ from nbformat import NotebookNode
 
 from course_lib import checks
 from course_lib.checks import EXERCISES, check
-from course_lib.grade import grade_tables
-from course_lib.student import (SOLUTION, Assignment, ExerciseMarkupError, exercise_cells, exercise_ids,
-                                load_assignment, main, student_notebook, write_student_versions)
+from course_lib.instructor.grade import grade_tables
+from course_lib.instructor.student import (
+    SOLUTION,
+    Assignment,
+    ExerciseMarkupError,
+    exercise_cells,
+    exercise_ids,
+    load_assignment,
+    main,
+    student_notebook,
+    write_student_versions,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
@@ -248,7 +257,7 @@ def grade_env(tmp_path) -> dict[str, str]:
 
 
 def run_grader(args: list[str], env: dict[str, str]) -> pd.DataFrame:
-    result = subprocess.run([sys.executable, "-m", "course_lib.grade", *args], cwd=REPO, env=env,
+    result = subprocess.run([sys.executable, "-m", "course_lib.instructor.grade", *args], cwd=REPO, env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, f"grader failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     out = Path(args[args.index("--out") + 1])

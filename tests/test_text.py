@@ -12,8 +12,15 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
-from course_lib.text import (MINILM, EmbeddingCache, TextTooLongError, WeightsNotFoundError, cached_embeddings,
-                             split_sentences, text_encoder)
+from course_lib.text.encoders import (
+    MINILM,
+    EmbeddingCache,
+    TextTooLongError,
+    WeightsNotFoundError,
+    cached_embeddings,
+    split_sentences,
+    text_encoder,
+)
 
 WORDS = ("a an the cat dog man woman car bus tree street road table bowl of on in with near next to is are "
          "sits rides red green small big riding parked busy city soup . , ! ?").split()

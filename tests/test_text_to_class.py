@@ -6,10 +6,17 @@ import inspect
 
 import pytest
 
-import course_lib.text_to_class
-from course_lib.data import FASHION_MNIST_CLASSES
-from course_lib.text_to_class import (FASHION_SYNONYMS, ClassMatch, UnknownClassError, class_words,
-                                      find_classes, synonym_pattern, text_to_class)
+import course_lib.text.to_class
+from course_lib.data.images import FASHION_MNIST_CLASSES
+from course_lib.text.to_class import (
+    FASHION_SYNONYMS,
+    ClassMatch,
+    UnknownClassError,
+    class_words,
+    find_classes,
+    synonym_pattern,
+    text_to_class,
+)
 
 EXPECTED = {
     0: ["t-shirt", "tshirt", "tee shirt", "tee", "top"],
@@ -45,8 +52,8 @@ def test_every_class_has_a_word_and_every_word_a_valid_class():
 
 
 def test_synonyms_literal_has_no_duplicate_key():
-    """Seed 003's dict held 'Shirt' twice; a dict literal keeps the last one without a word."""
-    tree = ast.parse(inspect.getsource(course_lib.text_to_class))
+    """Report 003's dict held 'Shirt' twice; a dict literal keeps the last one without a word."""
+    tree = ast.parse(inspect.getsource(course_lib.text.to_class))
     literal = next(node.value for node in tree.body
                    if isinstance(node, ast.AnnAssign) and node.target.id == "FASHION_SYNONYMS")
     keys = [key.value for key in literal.keys]
@@ -107,7 +114,7 @@ def test_overlaps_resolve_to_the_longest_phrase(text, index, word):
 
 
 def test_seed_003_bugs_shirt_is_shirt_and_t_shirt_is_t_shirt():
-    """Seed 003 mapped 'Shirt' to 0 and then to 6 in one dict, and searched 'shirt' inside 't-shirt'."""
+    """Report 003 mapped 'Shirt' to 0 and then to 6 in one dict, and searched 'shirt' inside 't-shirt'."""
     assert text_to_class("shirt") == ClassMatch(6, "Shirt", "shirt", 0)
     assert text_to_class("t-shirt") == ClassMatch(0, "T-shirt/top", "t-shirt", 0)
     assert text_to_class("a white t-shirt and a shirt").index == 0
@@ -199,7 +206,7 @@ def test_unknown_text_lists_the_known_words():
 
 
 def test_unknown_class_error_is_raised_not_returned():
-    """Seed 003 *returned* Exception("No valid label"), which a caller could mistake for a label."""
+    """Report 003 *returned* Exception("No valid label"), which a caller could mistake for a label."""
     assert issubclass(UnknownClassError, ValueError)
     with pytest.raises(ValueError):
         text_to_class("nothing to wear")

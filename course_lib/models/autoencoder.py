@@ -1,4 +1,7 @@
-"""The plain autoencoder: a deterministic bottleneck (chapter 01)."""
+"""The plain autoencoder: a deterministic bottleneck (chapter 01).
+
+Imports only torch and course_lib.models.blocks.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,7 +13,7 @@ from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDe
 
 
 class Autoencoder(nn.Module):
-    """``x -> encoder -> z -> decoder -> x_hat``.
+    """``x -> encoder -> z -> decoder -> x_hat`` (chapter 01).
 
     The decoder ends in a sigmoid, matching images scaled to [0, 1]; ``forward`` returns the logits
     before it, because the loss is computed more stably from logits.
@@ -40,11 +43,11 @@ class Autoencoder(nn.Module):
 
 def mlp_autoencoder(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32,
                     hidden: Sequence[int] = (512, 256)) -> Autoencoder:
-    """Fully connected autoencoder; the decoder mirrors the encoder's hidden sizes."""
+    """Fully connected autoencoder; the decoder mirrors the encoder's hidden sizes (chapter 01)."""
     return Autoencoder(MLPEncoder(image_shape, hidden), MLPDecoder(image_shape, latent_dim, hidden[::-1]), latent_dim)
 
 
 def conv_autoencoder(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32,
                      channels: Sequence[int] = (32, 64)) -> Autoencoder:
-    """Convolutional autoencoder for any image size (see :class:`ConvDecoder`)."""
+    """Convolutional autoencoder for any image size (see :class:`ConvDecoder`; chapter 01)."""
     return Autoencoder(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, latent_dim, channels), latent_dim)

@@ -3,6 +3,8 @@
 Encoders map an image batch [B, C, H, W] to a feature vector [B, F]; decoders map a latent vector to
 *logits* of shape [B, C, H, W]. Flatten sizes are computed from the image shape, never hard-coded,
 so 28x28, 32x32 and 64x64 inputs all work.
+
+Imports only torch: no other part of course_lib.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ ImageShape = tuple[int, int, int]
 
 
 def check_images(x: Tensor, image_shape: ImageShape) -> None:
-    """Raise a clear error when ``x`` is not a batch of images of ``image_shape``."""
+    """Raise a clear error when ``x`` is not a batch of images of ``image_shape`` (chapter 01)."""
     if x.dim() != 4 or tuple(x.shape[1:]) != tuple(image_shape):
         hint = " Add a batch dimension with x.unsqueeze(0)." if tuple(x.shape) == tuple(image_shape) else ""
         raise ValueError(f"Expected an image batch of shape [B, {', '.join(map(str, image_shape))}] "
@@ -24,7 +26,7 @@ def check_images(x: Tensor, image_shape: ImageShape) -> None:
 
 
 class MLPEncoder(nn.Module):
-    """Flatten, then fully connected layers with ReLU."""
+    """Flatten, then fully connected layers with ReLU (chapter 01)."""
 
     def __init__(self, image_shape: ImageShape, hidden: Sequence[int] = (512, 256)) -> None:
         super().__init__()
@@ -42,7 +44,7 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """Fully connected layers back to one logit per pixel."""
+    """Fully connected layers back to one logit per pixel (chapter 01)."""
 
     def __init__(self, image_shape: ImageShape, in_features: int, hidden: Sequence[int] = (256, 512)) -> None:
         super().__init__()
@@ -58,7 +60,8 @@ class MLPDecoder(nn.Module):
 
 
 def conv_feature_shapes(image_shape: ImageShape, channels: Sequence[int]) -> list[tuple[int, int, int]]:
-    """Shapes after each stride-2 convolution (3x3, padding 1): the spatial size halves, rounding up."""
+    """Shapes after each stride-2 convolution (3x3, padding 1): the spatial size halves, rounding up
+    (chapter 01)."""
     shapes = [tuple(image_shape)]
     for ch in channels:
         _, h, w = shapes[-1]
@@ -67,7 +70,7 @@ def conv_feature_shapes(image_shape: ImageShape, channels: Sequence[int]) -> lis
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 convolutions that halve the image per layer, then flatten."""
+    """Stride-2 convolutions that halve the image per layer, then flatten (chapter 01)."""
 
     def __init__(self, image_shape: ImageShape, channels: Sequence[int] = (32, 64)) -> None:
         super().__init__()
@@ -87,7 +90,8 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """The mirror of :class:`ConvEncoder`: a linear layer, then transposed convolutions that double
-    the size, with ``output_padding`` chosen per layer so odd sizes (7 -> 14 -> 28) come out exact."""
+    the size, with ``output_padding`` chosen per layer so odd sizes (7 -> 14 -> 28) come out exact
+    (chapter 01)."""
 
     def __init__(self, image_shape: ImageShape, in_features: int, channels: Sequence[int] = (32, 64)) -> None:
         super().__init__()
@@ -104,3 +108,18 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convolution, BatchNorm, ReLU, then 2x2 max-pooling (halves height and width): the judges of
+    chapters 04 and 06."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(2))
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """Average of the token vectors ``[B, T, D]`` over the real tokens (``attention_mask`` [B, T] is 1
+    for a token, 0 for padding) -> ``[B, D]`` (chapter 05, exercise 5.1). Padding must not count: a
+    caption's embedding would otherwise depend on the longest caption in its batch."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

@@ -1,12 +1,14 @@
 """Conditional VAEs: encoder and decoder both see a condition c (chapter 04).
 
 The model learns q(z | x, c) and p(x | z, c), so the prior's z only has to carry what c does not
-say: the class says "trouser", z says which trouser (seeds 002, 003, 004). The condition may be a
+say: the class says "trouser", z says which trouser (reports 002, 003, 004). The condition may be a
 class index [B] (turned into a one-hot vector), a one-hot vector [B, K], or any embedding vector
-[B, K] (the text chapters pass BERT/CLIP embeddings). Two ways to inject it (seed 003):
+[B, K] (the text chapters pass BERT/CLIP embeddings). Two ways to inject it (report 003):
 
 - ``"concat"``: concatenate c to the encoder's features and to z;
 - ``"add"``: map c with a linear layer to the size of the features (of z) and add it.
+
+Imports only torch and course_lib.models (blocks, vae).
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ MODES = ("concat", "add")
 
 
 def conditioning(model: nn.Module, condition: Tensor | None) -> tuple[Tensor, ...]:
-    """The extra arguments a model call needs: ``(condition,)`` for a conditional model, else ``()``.
+    """The extra arguments a model call needs: ``(condition,)`` for a conditional model, else ``()``
+    (chapter 04).
 
     Lets one training loop, loss and metric serve both kinds of model: data loaders always yield
     ``(images, labels)``, and only conditional models are given the labels.
@@ -42,7 +45,7 @@ def one_hot(labels: Tensor, k: int) -> Tensor:
 
 
 def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = ()) -> nn.Sequential:
-    """Linear layers with ReLU between them: in -> hidden... -> out."""
+    """Linear layers with ReLU between them: in -> hidden... -> out (the CVAE's heads, chapter 04)."""
     sizes = [in_features, *hidden, out_features]
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -51,7 +54,7 @@ def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = ()) ->
 
 
 class CVAE(VAE):
-    """A VAE whose encoder and decoder are conditioned on c, by concatenation or addition."""
+    """A VAE whose encoder and decoder are conditioned on c, by concatenation or addition (chapter 04)."""
 
     conditional = True
 
@@ -118,7 +121,8 @@ class CVAE(VAE):
 
 def mlp_cvae(image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, latent_dim: int = 20,
              hidden: Sequence[int] = (400,)) -> CVAE:
-    """The one-hot MLP CVAE of seeds 002/004: [784 pixels + 10] -> 400 -> z (20); [z + 10] -> 400 -> 784."""
+    """The one-hot MLP CVAE of reports 002/004: [784 pixels + 10] -> 400 -> z (20); [z + 10] -> 400 -> 784
+    (chapter 04)."""
     encoder = MLPEncoder(image_shape, hidden=())  # flatten only: the condition joins the raw pixels
     decoder = MLPDecoder(image_shape, latent_dim + condition_dim, hidden[::-1])
     return CVAE(encoder, decoder, latent_dim, condition_dim, "concat", head_hidden=hidden)
@@ -126,55 +130,9 @@ def mlp_cvae(image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, lat
 
 def conv_cvae(image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, latent_dim: int = 128,
               channels: Sequence[int] = (32, 64, 128), mode: str = "concat") -> CVAE:
-    """Seed 003's convolutional CVAE (3 conv layers, latent 128), condition concatenated or added."""
+    """Report 003's convolutional CVAE (3 conv layers, latent 128), condition concatenated or added
+    (chapters 04 and 06)."""
     decoder_in = latent_dim + (condition_dim if mode == "concat" else 0)
     return CVAE(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, decoder_in, channels), latent_dim,
                 condition_dim, mode)
 
-
-class ClassGaussians:
-    """Ex-post density estimation (Ghosh et al., 2020; chapter 04): a full-covariance Gaussian, or a
-    mixture of ``components`` of them, per class, fitted to the posterior means of the training images,
-    to draw z from instead of N(0, I).
-
-    The KL term pulls the codes of all images towards N(0, I) but never makes them fill it: each
-    class's codes sit in their own region, and z drawn from N(0, I) often lands between them, where
-    the decoder has seen no data (a "prior hole"). Drawing from the class's own density stays where
-    that class's training codes are. One Gaussian still covers the gaps between a class's own
-    clusters (long and short sleeves, say); a mixture (Ghosh et al. use 10 components) follows them.
-    """
-
-    def __init__(self, weights: Tensor, means: Tensor, cholesky: Tensor) -> None:
-        self.weights, self.means, self.cholesky = weights, means, cholesky  # [K, M], [K, M, D], [K, M, D, D]
-
-    @classmethod
-    def fit(cls, codes: Tensor, labels: Tensor, components: int = 1, seed: int = 0) -> ClassGaussians:
-        """A mixture of ``components`` full-covariance Gaussians for the ``codes [N, D]`` of each class in
-        ``labels [N]`` (0..K-1), fitted by EM (scikit-learn's ``GaussianMixture``; ``seed`` fixes its start)."""
-        from sklearn.mixture import GaussianMixture
-
-        codes, labels = codes.detach().double().cpu(), labels.cpu()
-        weights, means, factors = [], [], []
-        for k in range(int(labels.max()) + 1):
-            members = codes[labels == k]
-            if len(members) <= components * codes.shape[1]:
-                raise ValueError(f"Class {k} has {len(members)} codes; {components} full covariance(s) in "
-                                 f"{codes.shape[1]} dimensions need more than {components * codes.shape[1]}. "
-                                 "Encode more training images or use fewer components.")
-            mixture = GaussianMixture(components, covariance_type="full", reg_covar=1e-5,
-                                      random_state=seed).fit(members.numpy())
-            weights.append(torch.from_numpy(mixture.weights_))
-            means.append(torch.from_numpy(mixture.means_))
-            factors.append(torch.linalg.cholesky(torch.from_numpy(mixture.covariances_)))
-        return cls(torch.stack(weights).float(), torch.stack(means).float(), torch.stack(factors).float())
-
-    def sample(self, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One z per requested class index in ``labels [B]``: pick a component of that class by its weight,
-        then mean + Cholesky factor @ eps, on the CPU."""
-        labels = labels.cpu().long()
-        if int(labels.min()) < 0 or int(labels.max()) >= len(self.means):
-            raise ValueError(f"Class indices must be in 0..{len(self.means) - 1}.")
-        component = torch.multinomial(self.weights[labels], 1, generator=generator).squeeze(1)
-        noise = torch.randn(len(labels), self.means.shape[-1], generator=generator)
-        factor = self.cholesky[labels, component]
-        return self.means[labels, component] + (factor @ noise.unsqueeze(-1)).squeeze(-1)

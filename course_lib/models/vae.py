@@ -3,6 +3,8 @@
 The encoder outputs the mean and log-variance of a diagonal Gaussian q(z|x); a sample is drawn with
 the reparameterisation z = mu + sigma * eps so gradients flow through mu and sigma; the decoder
 outputs the parameters of p(x|z) (Bernoulli logits, or a Gaussian mean after the sigmoid).
+
+Imports only torch and course_lib.models.blocks.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDe
 
 
 class VAEOutput(NamedTuple):
+    """What :meth:`VAE.forward` returns: the decoder's logits, the posterior's mean and log-variance, and
+    the sample z that was decoded (chapter 02)."""
+
     logits: Tensor  # decoder output before the sigmoid, [B, C, H, W]
     mu: Tensor  # posterior mean, [B, D]
     logvar: Tensor  # posterior log-variance, [B, D]
@@ -23,6 +28,9 @@ class VAEOutput(NamedTuple):
 
 
 class VAE(nn.Module):
+    """The variational autoencoder of chapter 02: the encoder gives the mean and log-variance of q(z|x),
+    a reparameterised sample z goes through the decoder to the parameters of p(x|z)."""
+
     conditional = False  # see CVAE (chapter 04)
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int,
@@ -66,10 +74,10 @@ class VAE(nn.Module):
 
 
 def mlp_vae(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 20, hidden: Sequence[int] = (400,)) -> VAE:
-    """Fully connected VAE; the default 784-400-20 is the model of seeds 002 and 004."""
+    """Fully connected VAE; the default 784-400-20 is the model of reports 002 and 004 (chapter 02)."""
     return VAE(MLPEncoder(image_shape, hidden), MLPDecoder(image_shape, latent_dim, hidden[::-1]), latent_dim)
 
 
 def conv_vae(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, channels: Sequence[int] = (32, 64)) -> VAE:
-    """Convolutional VAE for any image size (see :class:`~course_lib.models.blocks.ConvDecoder`)."""
+    """Convolutional VAE for any image size (see :class:`~course_lib.models.blocks.ConvDecoder`; chapter 02)."""
     return VAE(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, latent_dim, channels), latent_dim)

@@ -15,7 +15,7 @@ tensor on the CPU, computed in batches on the best device. Three kinds:
 
 Long text is never truncated silently. A text longer than the model reads (CLIP: 77 tokens, BERT:
 512, both counting the start and end tokens) is split into sentences; each is encoded and their
-embeddings are averaged (seed 003's approach; for CLIP the mean is normalised again). A single
+embeddings are averaged (report 003's approach; for CLIP the mean is normalised again). A single
 sentence that is still too long raises :class:`TextTooLongError`: cutting a sentence at an arbitrary
 token would change its meaning without telling anyone.
 
@@ -30,6 +30,8 @@ chapter encodes nothing. Layout, under ``cache_dir()/text_embeddings/<encoder.ke
 
 New texts go into a new part; old parts are never rewritten. Two processes filling the same cache at
 once lose nothing but the other's index entries (those texts are encoded again next time).
+
+Imports course_lib.core (device, io, profiles) and course_lib.models (blocks).
 """
 from __future__ import annotations
 
@@ -53,10 +55,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from course_lib.checkpoint import write_atomic
-from course_lib.data import DataNotFoundError, cache_dir
-from course_lib.device import choose_device
-from course_lib.profiles import show_progress
+from course_lib.core.device import choose_device
+from course_lib.core.io import DataNotFoundError, cache_dir, write_atomic
+from course_lib.core.profiles import show_progress
+from course_lib.models.blocks import mean_pool
 
 DEFAULT_BERT = "bert-base-uncased"
 DEFAULT_CLIP = "ViT-B-32"
@@ -69,11 +71,11 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 class WeightsNotFoundError(DataNotFoundError):
-    """Pretrained weights could not be found locally nor downloaded."""
+    """Pretrained weights could not be found locally nor downloaded (chapter 05)."""
 
 
 class TextTooLongError(ValueError):
-    """A single sentence has more tokens than the encoder reads."""
+    """A single sentence has more tokens than the encoder reads (chapter 05)."""
 
 
 # ---------------------------------------------------------------- the common interface
@@ -166,14 +168,6 @@ class TextEncoder(ABC):
     @abstractmethod
     def _embed(self, texts: list[str]) -> Tensor:
         """One batch of texts that fit in :attr:`max_tokens` -> ``[B, dim]`` on :attr:`device`."""
-
-
-def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """Average of the token vectors ``[B, T, D]`` over the real tokens (``attention_mask`` [B, T] is 1
-    for a token, 0 for padding) -> ``[B, D]`` (chapter 05, exercise 5.1). Padding must not count: a
-    caption's embedding would otherwise depend on the longest caption in its batch."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def split_sentences(text: str) -> list[str]:

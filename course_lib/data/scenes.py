@@ -3,7 +3,7 @@
 Real COCO needs the network. Offline, the course draws a small data set that looks to the code exactly
 like COCO: ``root/{split}/{image_id:012d}.jpg`` plus ``root/annotations/captions_{split}.json`` and
 ``instances_{split}.json`` (categories with supercategories, boxes, polygon segmentations, areas).
-It goes through the same pycocotools loader and prepare step (:mod:`course_lib.coco`) as real COCO.
+It goes through the same pycocotools loader and prepare step (:mod:`course_lib.data.coco`) as real COCO.
 
 Every image shows one main object (always the largest, by area) and 0-2 smaller ones: filled shapes
 (:data:`SHAPES`, grouped into :data:`SUPERCATEGORIES`) in named colours (:data:`COLOURS`), placed in a
@@ -12,6 +12,8 @@ describe the main object's colour, shape (or supercategory) and position, and of
 Objects are laid out inside the centred square that prepare's centre crop keeps, so the position
 words stay true in the 64x64 images. What was drawn is recorded in ``attributes_{split}.json``, so a
 generated image can be checked against its caption.
+
+Imports course_lib.core (io) only.
 """
 from __future__ import annotations
 
@@ -22,13 +24,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from course_lib.checkpoint import write_atomic
+from course_lib.core.io import write_json_atomic
 
 SCENES_VERSION = 1  # part of every cache key: bump it when the drawing or the captions change
 
@@ -158,7 +159,8 @@ def names_main_shape(caption: str) -> bool:
 
 
 def captions_for(scene: dict, rng: np.random.Generator) -> list[str]:
-    """Five or six different captions of a scene, each naming the main object's colour and position."""
+    """Five or six different captions of a scene, each naming the main object's colour and position
+    (chapter 06)."""
     if not scene["objects"]:
         return [text.format(background=scene["background"]).capitalize() + "." for text in EMPTY_CAPTIONS]
     main, others = scene["objects"][0], scene["objects"][1:]
@@ -210,7 +212,7 @@ def _make_object(rng: np.random.Generator, shape: str, colour: str, size: str, c
 
 
 def sample_scene(rng: np.random.Generator, width: int, height: int, empty: bool = False) -> dict:
-    """Draw the attributes of one scene: background, main object first, then 0-2 smaller ones."""
+    """Draw the attributes of one scene: background, main object first, then 0-2 smaller ones (chapter 06)."""
     side = min(width, height)
     offset = np.array([(width - side) / 2, (height - side) / 2])  # the square that a centre crop keeps
     light = bool(rng.integers(2))
@@ -246,7 +248,8 @@ def sample_scene(rng: np.random.Generator, width: int, height: int, empty: bool 
 
 
 def render(scene: dict, width: int, height: int, rng: np.random.Generator, greyscale: bool = False) -> Image.Image:
-    """Paint a scene: tinted background with a gentle gradient and noise, then the filled polygons."""
+    """Paint a scene: tinted background with a gentle gradient and noise, then the filled polygons
+    (chapter 06)."""
     slope = 12 * rng.normal(size=2).astype(np.float32)
     # Built as rows of width*3 values with one in-place clip: broadcasting over a last axis of 3 and
     # fresh temporaries made this ten times slower at 640x480.
@@ -274,12 +277,6 @@ def _render_one(item: tuple[int, int, str], folder: Path, width: int, height: in
     render(scene, width, height, rng, greyscale=kind == "greyscale").save(folder / file_name, quality=quality)
     scene.update(image_id=image_id, file_name=file_name, greyscale=kind == "greyscale")
     return scene, captions_for(scene, rng)
-
-
-def write_json_atomic(path: Path, content: Any) -> None:
-    """Write JSON atomically: a killed run leaves the old file or none, never half of one."""
-    # json.dumps uses the C encoder, json.dump does not: 10x faster
-    write_atomic(path, lambda file: file.write(json.dumps(content).encode()))
 
 
 def _plan(n_images: int, seed: int, greyscale_fraction: float, defects: bool) -> tuple[list[int], dict[str, list[int]]]:

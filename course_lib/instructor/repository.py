@@ -7,10 +7,12 @@ The first cell of every chapter, which installs ``course_lib`` when it runs on C
 same repository and branch; it cannot read ``_config.yml`` (on Colab nothing but the notebook is
 there), so the address is written into it, and this module keeps the two in step:
 
-    python -m course_lib.repository           # check: exit 1 and name each chapter that disagrees
-    python -m course_lib.repository --sync    # rewrite the chapters' install lines from _config.yml
+    python -m course_lib.instructor.repository           # check: exit 1 and name each chapter that disagrees
+    python -m course_lib.instructor.repository --sync    # rewrite the chapters' install lines from _config.yml
 
 A fork sets ``repository.url`` (and ``branch``) in ``_config.yml`` and runs ``--sync`` once.
+
+Imports course_lib.instructor.student only.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from course_lib.student import CHAPTER_GLOB
+from course_lib.instructor.student import CHAPTER_GLOB
 
 COLAB = "https://colab.research.google.com"
 # pip's direct reference in the install cell: `"course_lib[extra] @ git+https://github.com/o/r@branch"`
@@ -31,6 +33,9 @@ GIT_SPEC = re.compile(r"git\+(?P<url>https://[^\s\"'@]+?)(?:\.git)?(?:@(?P<ref>[
 
 @dataclass(frozen=True)
 class Repository:
+    """The ``repository`` section of ``_config.yml``: the GitHub address, the branch and the book's
+    folder in the repository (instructor page: forks, Colab and the repository address)."""
+
     url: str  # https://github.com/<owner>/<name>
     branch: str
     path_to_book: str = ""
@@ -66,7 +71,8 @@ class Repository:
 
 
 def read_repository(root: Path | str = ".") -> Repository:
-    """The ``repository`` section of ``<root>/_config.yml``."""
+    """The ``repository`` section of ``<root>/_config.yml`` (instructor page;
+    ``python -m course_lib.instructor.repository``)."""
     config = yaml.safe_load((Path(root) / "_config.yml").read_text())
     section = config.get("repository") or {}
     if not section.get("url"):
@@ -76,7 +82,8 @@ def read_repository(root: Path | str = ".") -> Repository:
 
 
 def install_cell(notebook) -> int | None:
-    """Index of the chapter's Colab install cell (the first code cell that tests for google.colab)."""
+    """Index of the chapter's Colab install cell (the first code cell that tests for google.colab;
+    instructor page)."""
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code" and "google.colab" in cell.source:
             return index
@@ -84,12 +91,13 @@ def install_cell(notebook) -> int | None:
 
 
 def install_targets(source: str) -> list[tuple[str, str | None]]:
-    """Every ``git+URL[@ref]`` in a cell, as (url, ref or None)."""
+    """Every ``git+URL[@ref]`` in a cell, as (url, ref or None) (instructor page)."""
     return [(m.group("url").rstrip("/"), m.group("ref")) for m in GIT_SPEC.finditer(source)]
 
 
 def check_notebook(path: Path, repository: Repository) -> list[str]:
-    """Problems of one chapter's install cell, as sentences (empty when it agrees with _config.yml)."""
+    """Problems of one chapter's install cell, as sentences (empty when it agrees with _config.yml;
+    instructor page; ``python -m course_lib.instructor.repository``)."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
@@ -105,7 +113,8 @@ def check_notebook(path: Path, repository: Repository) -> list[str]:
 
 
 def sync_notebook(path: Path, repository: Repository) -> bool:
-    """Point the chapter's install cell at ``repository``; return whether the file changed."""
+    """Point the chapter's install cell at ``repository``; return whether the file changed
+    (instructor page; ``python -m course_lib.instructor.repository --sync``)."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
@@ -122,6 +131,8 @@ def sync_notebook(path: Path, repository: Repository) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.instructor.repository [--sync]``: check or rewrite the chapters' install cells
+    (instructor page)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help=f"default: chapters/{CHAPTER_GLOB}")
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root holding _config.yml")

@@ -1,4 +1,7 @@
-"""Show library source inside a notebook, so model code lives in one place (chapter 01)."""
+"""Show library source inside a notebook, so model code lives in one place (chapter 01).
+
+Imports only the standard library (and IPython where it is installed): no other part of course_lib.
+"""
 from __future__ import annotations
 
 import inspect
@@ -6,7 +9,7 @@ from typing import Any
 
 
 def show_source(obj: Any) -> Any:
-    """Display the source of a course_lib function or class with syntax highlighting.
+    """Display the source of a course_lib function or class with syntax highlighting (chapter 01).
 
     Returns an ``IPython.display.Code`` object (rendered by Jupyter and Jupyter Book); outside IPython
     it returns the plain source text.

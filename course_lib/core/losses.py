@@ -1,8 +1,11 @@
 """Losses with explicit reductions: sum over pixels and latent dimensions, mean over the batch.
 
 Written this way a loss is "nats per image", its scale does not depend on the batch size, and the
-KL weight ``beta`` means what it says (seed 000 weighted a per-pixel *mean* error against a summed KL
-and collapsed its posterior). Introduced in chapter 01 (reconstruction) and chapter 02 (ELBO).
+KL weight ``beta`` means what it says (report 000 weighted a per-pixel *mean* error against a summed KL
+and collapsed its posterior). Introduced in chapter 01 (reconstruction) and chapter 02 (ELBO);
+chapter 07 adds report 000's weighting and stage 2's regression onto the image posterior.
+
+Core layer: imports torch and course_lib.models only.
 """
 from __future__ import annotations
 
@@ -15,12 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.models.cvae import conditioning
+from course_lib.models.two_stage import unpack_tokens
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: str = "bernoulli", sigma: float = 0.1) -> Tensor:
-    """-log p(x|z) per image, summed over pixels: shape [B], in nats.
+    """-log p(x|z) per image, summed over pixels: shape [B], in nats (chapter 01).
 
     ``bernoulli``: binary cross-entropy of the decoder's logits against x in [0, 1].
     ``gaussian``: a Gaussian with mean sigmoid(logits) and fixed standard deviation ``sigma``,
@@ -63,7 +67,7 @@ def bits_per_dim(nats_per_image: float | Tensor, image_shape: Sequence[int]) -> 
 
 
 def active_units(mu: Tensor, threshold: float = 0.01) -> int:
-    """Latent dimensions whose posterior mean varies across the data (Burda et al., 2016).
+    """Latent dimensions whose posterior mean varies across the data (Burda et al., 2016; chapter 02).
 
     ``mu`` is [N, D] over a data set. A dimension with Var_x(E[z|x]) below ``threshold`` ignores its
     input: the posterior has collapsed to the prior there.
@@ -140,3 +144,52 @@ class HybridELBO(ELBO):
         prior_recon = reconstruction_nll(model.decoder_logits(z, y), x, self.likelihood, self.sigma).mean()
         return terms | {"loss": self.alpha * terms["loss"] + (1 - self.alpha) * prior_recon,
                         "neg_elbo": terms["recon"] + terms["kl"], "prior_recon": prior_recon}
+
+
+def report000_beta(image_shape: Sequence[int], kl_weight: float = 1.0) -> float:
+    """The beta that report 000's loss amounts to (chapter 07).
+
+    Report 000 minimised ``mean squared error per pixel + kl_weight * KL`` (KL summed over latent
+    dimensions). Multiplied by the number of pixel values P it is ``sum of squared errors + P *
+    kl_weight * KL``: a Gaussian ELBO with sigma^2 = 1/2 and ``beta = P * kl_weight``.
+    """
+    return math.prod(image_shape) * kl_weight
+
+
+def report000_elbo(image_shape: Sequence[int], kl_weight: float = 1.0) -> ELBO:
+    """Report 000's stage-1 loss written as the course's ELBO (chapter 07): same minimiser, ``beta`` in plain sight."""
+    return ELBO(beta=report000_beta(image_shape, kl_weight), likelihood="gaussian", sigma=math.sqrt(0.5))
+
+
+TARGETS = ("mean", "kl")
+
+
+@dataclass
+class LatentRegression:
+    """Stage 2's loss (chapter 07): the text's latent against the frozen image posterior q(z|x).
+
+    ``y`` holds ``[mu, logvar]`` of q(z|x) (:func:`image_posteriors`). ``target="mean"``: squared error
+    to the posterior mean, summed over latent dimensions. ``target="kl"``: KL(q(z|x) || p(z|text)) for a
+    model that also predicts a log-variance; the text's Gaussian must then cover the image posterior.
+    Either way ``mse`` reports the squared error of the predicted mean.
+    """
+
+    target: str = "mean"
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {self.target!r}")
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        if y is None:
+            raise ValueError("Stage 2 needs targets: the image posteriors [mu, logvar] as labels.")
+        mu_x, logvar_x = y.float().chunk(2, dim=1)
+        out = model(*unpack_tokens(x))
+        mu_t = out[0] if isinstance(out, tuple) else out
+        mse = ((mu_t - mu_x) ** 2).sum(1).mean()
+        if self.target == "mean":
+            return {"loss": mse, "mse": mse}
+        if not isinstance(out, tuple):
+            raise ValueError("target='kl' needs a text network with predict_logvar=True.")
+        kl = kl_per_dim(mu_x, logvar_x, mu_t, out[1]).sum(1).mean()
+        return {"loss": kl, "kl": kl, "mse": mse}

@@ -6,9 +6,11 @@ not 28x28 greyscale clothes. This small CNN is trained once on Fashion-MNIST wit
 cached; it serves two metrics:
 
 - its 128-d penultimate layer (:meth:`FashionClassifier.features`) is the feature space for FID/KID
-  (:func:`course_lib.metrics.fid_kid`);
+  (:func:`course_lib.evaluation.metrics.fid_kid`);
 - its predictions check that a conditional model draws the class it was asked for
-  (:func:`course_lib.metrics.conditional_accuracy`).
+  (:func:`course_lib.evaluation.metrics.conditional_accuracy`).
+
+Imports course_lib.core, course_lib.data (images) and course_lib.models (blocks).
 """
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from course_lib.data import cache_dir, fashion_mnist_loaders
-from course_lib.device import choose_device, seed_everything
-from course_lib.models.blocks import ImageShape, check_images
-from course_lib.profiles import get_profile
-from course_lib.train import fit
+from course_lib.core.device import choose_device
+from course_lib.core.io import CheckpointError, cache_dir
+from course_lib.core.profiles import get_profile
+from course_lib.core.train import frozen
+from course_lib.data.images import fashion_mnist_loaders
+from course_lib.evaluation.judges import load_judge, save_judge, train_judge
+from course_lib.models.blocks import ImageShape, check_images, conv_block
 
 CLASSIFIER_SEED = 0
 # Full classifier: 10 epochs of Adam with a cosine learning-rate decay on all 60,000 training images
@@ -33,31 +36,6 @@ CLASSIFIER_SEED = 0
 # can run the metric code end to end.
 TRAINING = {"full": {"epochs": 10, "lr": 1e-3, "batch_size": 128},
             "smoke": {"epochs": 1, "lr": 2e-3, "batch_size": 128}}
-
-
-def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 convolution, BatchNorm, ReLU, then 2x2 max-pooling (halves height and width)."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(2))
-
-
-class EpochScheduler:
-    """Steps a learning-rate scheduler after every epoch of :func:`course_lib.train.fit` (a callback).
-
-    Its state goes into fit's checkpoints, so a resumed training continues the same schedule.
-    """
-
-    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
-        self.scheduler = scheduler
-
-    def __call__(self, epoch: int, model: nn.Module) -> None:
-        self.scheduler.step()
-
-    def state_dict(self) -> dict:
-        return self.scheduler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.scheduler.load_state_dict(state)
 
 
 class FashionClassifier(nn.Module):
@@ -94,7 +72,7 @@ class FashionClassifier(nn.Module):
 
 @dataclass
 class ClassificationLoss:
-    """Cross-entropy for :func:`course_lib.train.fit`, which also reports the batch accuracy (chapter 04)."""
+    """Cross-entropy for :func:`course_lib.core.train.fit`, which also reports the batch accuracy (chapter 04)."""
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         if y is None:
@@ -108,7 +86,7 @@ class ClassificationLoss:
 
 def classifier_path(profile_name: str = "cpu") -> Path:
     """Cache file of the classifier: one full classifier for ``cpu`` and ``gpu`` (same recipe), a
-    separate one for ``smoke``, so a smoke run never passes for a real measurement."""
+    separate one for ``smoke``, so a smoke run never passes for a real measurement (chapter 04)."""
     return cache_dir() / "classifier" / f"fashion_cnn{'_smoke' if _kind(profile_name) == 'smoke' else ''}.pt"
 
 
@@ -141,25 +119,13 @@ def _train(kind: str, path: Path, device: torch.device, verbose: bool) -> Fashio
     settings = TRAINING[kind]
     profile = get_profile("smoke" if kind == "smoke" else "cpu")  # "gpu" trains the same full classifier
     train_data, test_data = fashion_mnist_loaders(profile, device, settings["batch_size"], seed=CLASSIFIER_SEED)
-    seed_everything(CLASSIFIER_SEED)  # the initial weights too, not only the batch order
-    model = FashionClassifier().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
-    # Large steps first, small ones at the end: the last epochs settle into a minimum instead of
-    # bouncing around it.
-    schedule = EpochScheduler(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings["epochs"]))
-    # fit's own checkpoint makes an interrupted training resumable; the cache file is written only
-    # when training has finished, so its existence means "finished".
-    resume = path.with_name(f"{path.stem}.training.pt")
-    history = fit(model, train_data, ClassificationLoss(), settings["epochs"], test_data=test_data,
-                  optimizer=optimizer, callbacks=[schedule], checkpoint=resume, device=device,
-                  seed=CLASSIFIER_SEED, verbose=verbose)
+    model, history = train_judge(FashionClassifier, train_data, ClassificationLoss(), settings, path, device,
+                                 CLASSIFIER_SEED, test_data=test_data, verbose=verbose)
     model.test_accuracy = float(history["test_accuracy"].iloc[-1])
     model.train_seconds = float(history["seconds"].sum())  # also right after a resumed training
     model.description = _describe(kind, len(train_data.images), len(test_data.images), settings["epochs"])
-    save_checkpoint({"model": model.state_dict(), "kind": kind, "test_accuracy": model.test_accuracy,
-                     "train_seconds": model.train_seconds, "description": model.description,
-                     "history": history.reset_index().to_dict("list")}, path)
-    resume.unlink(missing_ok=True)
+    save_judge(path, model, kind=kind, test_accuracy=model.test_accuracy, train_seconds=model.train_seconds,
+               description=model.description, history=history.reset_index().to_dict("list"))
     return model
 
 
@@ -169,22 +135,11 @@ def _describe(kind: str, n_train: int, n_test: int, epochs: int) -> str:
 
 
 def _load(path: Path, kind: str) -> FashionClassifier:
-    state = load_checkpoint(path)  # weights_only=True; a corrupt file raises CheckpointError
+    model = FashionClassifier()
+    state = load_judge(path, model)
     if state.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {state.get('kind')!r} classifier, not a {kind!r} one. Delete it to retrain.")
-    model = FashionClassifier()
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:  # the architecture changed since the file was written
-        raise CheckpointError(f"{path} does not fit the current FashionClassifier ({error}). Delete it to retrain.") from error
     model.test_accuracy, model.description = float(state["test_accuracy"]), str(state["description"])
     model.train_seconds = float(state.get("train_seconds", float("nan")))
     return model
 
-
-def frozen(model: nn.Module) -> nn.Module:
-    """Eval mode (BatchNorm uses its running statistics, no dropout) and no gradients."""
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model

@@ -1,4 +1,7 @@
-"""Latent codes of a data set (chapter 01), for scatter plots and the analysis chapters."""
+"""Latent codes of a data set (chapter 01), for scatter plots and the analysis chapters.
+
+Imports no other part of course_lib: numpy and torch, and scikit-learn and minisom where they are used.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -6,35 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-
-from course_lib.models.cvae import conditioning
+from torch import Tensor
 
 if TYPE_CHECKING:  # minisom is imported where it is used, like scikit-learn
     from minisom import MiniSom
-
-
-@torch.no_grad()
-def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]],
-                   sample: bool = False) -> tuple[Tensor, Tensor | None]:
-    """Encode every batch of ``data``: ``(codes [N, D], labels [N])`` on the CPU.
-
-    For a VAE the code is the posterior mean, or with ``sample=True`` one draw z ~ q(z|x): the kind
-    of code its decoder was trained on (chapter 02).
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    codes, labels = [], []
-    for x, y in data:
-        code = model.encode(x.to(device), *conditioning(model, y))
-        if isinstance(code, tuple):  # VAE: (mu, logvar)
-            code = model.reparameterize(*code) if sample else code[0]
-        codes.append(code.float().cpu())
-        if y is not None:
-            labels.append(y.cpu())
-    model.train(was_training)
-    return torch.cat(codes), (torch.cat(labels) if labels else None)
 
 
 def empty_region_fraction(reference: Tensor, held_out: Tensor, samples: Tensor, quantile: float = 0.95) -> float:

@@ -1,9 +1,9 @@
 """Grade an assignment's submitted notebooks from what their check cells recorded (instructor tool).
 
-    python -m course_lib.grade --assignment A2 submissions/*/02_vae.ipynb
+    python -m course_lib.instructor.grade --assignment A2 submissions/*/02_vae.ipynb
 
 One folder per student: ``submissions/<student>/<chapter>.ipynb``; the folder's name is the student.
-Each notebook runs with papermill under the smoke profile, as ``course_lib.execute`` runs chapters,
+Each notebook runs with papermill under the smoke profile, as ``course_lib.instructor.execute`` runs chapters,
 with ``$COURSE_CHECK_RESULTS`` naming a JSON file that every ``check(...)`` cell writes its result
 to. An exercise scores its points (``assignments.yml``) when its check passed, and 0 when it
 failed, was not done or did not run; a notebook that stops at an error keeps what its earlier
@@ -13,6 +13,8 @@ as graded by hand.
 Writes ``grades.csv`` (one row per student: points per exercise, total, maximum), ``details.csv``
 (one row per student and exercise, with the check's message) and the executed notebooks under
 ``--out`` (default ``_build/grades/<assignment>``), and prints the table.
+
+Imports course_lib.checks, course_lib.core and course_lib.instructor (execute, student).
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from course_lib.checks import EXERCISES, PASSED, RESULTS_ENV
-from course_lib.execute import execute_chapter, failure_summary
-from course_lib.student import Assignment, ExerciseMarkupError, load_assignment
+from course_lib.instructor.execute import execute_chapter, failure_summary
+from course_lib.instructor.student import Assignment, ExerciseMarkupError, load_assignment
 
 BY_HAND, NOT_RUN = "graded by hand", "not run"
 
@@ -35,7 +37,8 @@ BY_HAND, NOT_RUN = "graded by hand", "not run"
 def score(records: dict[str, dict[str, str]], assignment: Assignment) -> dict[str, dict]:
     """Status, points and message of each exercise of ``assignment``, from one student's check records.
 
-    Points are None for an exercise graded by hand (it has no check in ``course_lib.checks``)."""
+    Points are None for an exercise graded by hand (it has no check in ``course_lib.checks``).
+    See the instructor page, grading (``python -m course_lib.instructor.grade``)."""
     scored = {}
     for exercise, points in assignment.points.items():
         if exercise not in EXERCISES:
@@ -49,7 +52,8 @@ def score(records: dict[str, dict[str, str]], assignment: Assignment) -> dict[st
 
 def grade_tables(records: dict[str, dict], notes: dict[str, list[str]],
                  assignment: Assignment) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The points table (one row per student) and the details (one row per student and exercise)."""
+    """The points table (one row per student) and the details (one row per student and exercise)
+    (instructor page; ``python -m course_lib.instructor.grade``)."""
     rows, details = [], []
     automatic = [exercise for exercise in assignment.points if exercise in EXERCISES]
     for student in sorted(records):
@@ -66,7 +70,8 @@ def grade_tables(records: dict[str, dict], notes: dict[str, list[str]],
 
 def run_submission(notebook: Path, executed: Path, results_file: Path, profile: str,
                    timeout: int) -> tuple[dict[str, dict[str, str]], str]:
-    """Execute one submitted notebook; return what its checks recorded, and a note if it failed."""
+    """Execute one submitted notebook; return what its checks recorded, and a note if it failed
+    (instructor page; ``python -m course_lib.instructor.grade``)."""
     results_file.parent.mkdir(parents=True, exist_ok=True)
     results_file.unlink(missing_ok=True)
     os.environ[RESULTS_ENV] = str(results_file.resolve())  # the kernel inherits it; it runs in the notebook's folder
@@ -81,6 +86,7 @@ def run_submission(notebook: Path, executed: Path, results_file: Path, profile: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.instructor.grade``: run the submissions and write the points tables (instructor page)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", type=Path, help="submitted notebooks, one folder per student")
     parser.add_argument("--assignment", required=True)
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("two submitted notebooks have the same name and folder: put each student's notebooks "
                      "in a folder of their own (submissions/<student>/<chapter>.ipynb).")
 
-    from course_lib.profiles import get_profile
+    from course_lib.core.profiles import get_profile
     profile = get_profile(args.profile).name
     out = args.out or Path("_build/grades") / assignment.name
     os.environ.update(COURSE_PROFILE=profile, COURSE_PROGRESS="0")  # also binds a notebook that lost its parameters cell

@@ -1,6 +1,6 @@
 """Execute chapters headlessly with papermill and stage them for Jupyter Book (instructor tool).
 
-    python -m course_lib.execute --profile smoke --out _build/executed chapters/*.ipynb
+    python -m course_lib.instructor.execute --profile smoke --out _build/executed chapters/*.ipynb
 
 Each chapter runs with its ``profile`` parameter set; the executed copies, the book sources and a
 ``execution_report.csv`` (chapter, profile, seconds, status, and ``of_budget``: seconds divided by
@@ -13,7 +13,7 @@ that failed, and the command exits non-zero. So does a chapter that ran to the e
 or an error in an output (a stray warning, a logged message): Jupyter Book's strict build would stop
 on it after the long rendering step, so it is caught as soon as the chapter finishes, with its cell.
 A chapter that expects a warning catches it and shows it as part of the lesson
-(:func:`course_lib.train.expected_warnings`). Time budgets are reported as ratios, not enforced: a
+(:func:`course_lib.core.train.expected_warnings`). Time budgets are reported as ratios, not enforced: a
 chapter over budget is listed at the end but does not fail the run (run times depend on the machine
 and on its load).
 
@@ -21,6 +21,8 @@ Chapters are named by path or by number (``07``). ``--checkpoints DIR`` trains e
 (empty: from scratch) instead of the checkpoint cache, and ``--stage-unexecuted`` copies the chapters
 that were not run, without outputs, so that the staged book is complete: ``make book-check
 CHAPTERS="07"`` uses both to check one chapter on the path the book's users take.
+
+Imports course_lib.core (profiles, device) and course_lib.instructor.student.
 """
 from __future__ import annotations
 
@@ -36,15 +38,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from course_lib.profiles import Profile, get_profile
-from course_lib.student import CHAPTER_GLOB
+from course_lib.core.profiles import Profile, get_profile
+from course_lib.instructor.student import CHAPTER_GLOB
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 EXECUTION_PAGE = Path("book") / "execution.md"  # replaced in the staged copy by write_execution_page
 
 
 def execute_chapter(notebook: Path, output: Path, profile: str, timeout: int) -> float:
-    """Run one notebook with papermill; return its wall time in seconds."""
+    """Run one notebook with papermill; return its wall time in seconds (instructor page; ``make book``)."""
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,7 @@ def _first_line(text: str) -> str:
 def output_problems(executed: Path) -> list[str]:
     """Each stderr stream or error output of an executed notebook: its cell (1-based, counted as in the
     executed copy, where papermill's injected-parameters cell comes first), the cell's first line and
-    the output's first line. Jupyter Book's strict build fails on each of them."""
+    the output's first line. Jupyter Book's strict build fails on each of them (instructor page; ``make book``)."""
     import nbformat
 
     problems = []
@@ -83,7 +85,8 @@ def output_problems(executed: Path) -> list[str]:
 
 
 def resolve_chapters(names: list[str], root: Path) -> list[Path]:
-    """Chapter notebooks from paths or numbers (``7``, ``07``); an unknown name lists the chapters."""
+    """Chapter notebooks from paths or numbers (``7``, ``07``); an unknown name lists the chapters
+    (instructor page; ``make book-check``)."""
     available = sorted((root / "chapters").glob(CHAPTER_GLOB))
     paths = []
     for name in names:
@@ -101,7 +104,8 @@ def resolve_chapters(names: list[str], root: Path) -> list[Path]:
 
 def stage_unexecuted(root: Path, out: Path, executed: list[Path]) -> list[Path]:
     """Copy the chapters that were not executed, as committed (without outputs), into ``out``, so that
-    the staged book has every page its table of contents and cross-references name."""
+    the staged book has every page its table of contents and cross-references name (instructor page;
+    ``make book-check``)."""
     done = {path.resolve() for path in executed}
     copied = []
     for chapter in sorted((root / "chapters").glob(CHAPTER_GLOB)):
@@ -114,7 +118,8 @@ def stage_unexecuted(root: Path, out: Path, executed: list[Path]) -> list[Path]:
 
 
 def failure_summary(notebook: Path, error: Exception) -> str:
-    """Name the notebook, the cell that raised and its first line (papermill's error carries them)."""
+    """Name the notebook, the cell that raised and its first line (papermill's error carries them;
+    instructor page; ``make book``)."""
     cell = getattr(error, "exec_count", None)
     where = f"cell In [{cell}]" if cell is not None else "a cell"
     source = (getattr(error, "source", "") or "").strip().splitlines()
@@ -125,7 +130,8 @@ def failure_summary(notebook: Path, error: Exception) -> str:
 
 
 def stage_book(root: Path, out: Path) -> None:
-    """Copy the book sources next to the executed chapters; Jupyter Book must not re-execute them."""
+    """Copy the book sources next to the executed chapters; Jupyter Book must not re-execute them
+    (instructor page; ``make book``)."""
     for name in BOOK_SOURCES:
         source = root / name
         if source.is_dir():
@@ -139,10 +145,10 @@ def stage_book(root: Path, out: Path) -> None:
 
 
 def machine_description() -> dict[str, str]:
-    """Date, machine and software of this run, for the execution page."""
+    """Date, machine and software of this run, for the execution page (instructor page; ``make book``)."""
     import torch
 
-    from course_lib.device import choose_device
+    from course_lib.core.device import choose_device
 
     device = choose_device()
     if device.type == "cuda":
@@ -177,10 +183,11 @@ def _toc_files(out: Path) -> set[str]:
 
 
 def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str]) -> Path:
-    """Write the staged ``book/execution.md``: one row per chapter, then the date and the machine."""
+    """Write the staged ``book/execution.md``: one row per chapter, then the date and the machine
+    (instructor page; ``make book``)."""
     documents = _toc_files(out)
     lines = ["# Execution report", "",
-             "How this build of the book executed its chapters: `python -m course_lib.execute` ran each",
+             "How this build of the book executed its chapters: `python -m course_lib.instructor.execute` ran each",
              "notebook with papermill, then Jupyter Book rendered the executed copies without running them",
              "again. The same numbers are in `execution_report.csv` next to the executed chapters.", "",
              "| chapter | profile | seconds | of budget | status |", "|---|---|---:|---:|---|"]
@@ -206,7 +213,8 @@ def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str
 
 
 def budget_summary(report: pd.DataFrame, profile: Profile, whole_book: bool = True) -> str:
-    """One line per chapter over its budget, and the run against the book's budget when it ran every chapter."""
+    """One line per chapter over its budget, and the run against the book's budget when it ran every chapter
+    (instructor page; ``make book``)."""
     total = report["seconds"].sum()
     lines = [f"total {total:.1f} s for {len(report)} chapter(s)"
              + (f", {total / profile.book_budget_s:.2f} of the book budget of {profile.book_budget_s / 60:.0f} min"
@@ -218,6 +226,8 @@ def budget_summary(report: pd.DataFrame, profile: Profile, whole_book: bool = Tr
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.instructor.execute`` (``make book``): execute chapters and stage the book
+    (instructor page)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", help="chapter notebooks, by path or by number (07)")
     parser.add_argument("--profile", default="auto", help="auto | smoke | cpu | gpu (default: auto)")
@@ -274,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if failures:
         failed = sum(status != "ok" for status in report["status"])
         print("\n".join(["", f"{failed} chapter(s) failed (a cell raised, or wrote to stderr: catch a warning "
-                                "the lesson expects with course_lib.train.expected_warnings):", *failures]),
+                                "the lesson expects with course_lib.core.train.expected_warnings):", *failures]),
               file=sys.stderr)
         return 1
     return 0

@@ -8,6 +8,8 @@ so the script runs the same on Linux, macOS and Windows.
 A download is written to ``<name>.part``, resumed with an HTTP ``Range`` request after an interruption,
 checked for size and SHA-1, and only then renamed to ``<name>``. A ``<name>.sha1-ok`` marker records
 the verification, so re-running costs nothing (not even re-hashing 18 GB).
+
+Imports course_lib.core (io, profiles) only.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
-from course_lib.data import DataNotFoundError, cache_dir
-from course_lib.profiles import show_progress
+from course_lib.core.io import DataNotFoundError, cache_dir
+from course_lib.core.profiles import show_progress
 
 CHUNK = 1 << 20  # 1 MiB: big enough for speed, small enough for a smooth progress bar
 TIMEOUT = 30  # seconds without a byte (connect or read) before the transfer counts as dropped
@@ -35,7 +37,7 @@ TIMEOUT = 30  # seconds without a byte (connect or read) before the transfer cou
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file on the web with its expected size in bytes and SHA-1 (hex)."""
+    """A file on the web with its expected size in bytes and SHA-1 (hex; chapter 06)."""
 
     name: str
     url: str
@@ -56,22 +58,23 @@ COCO_DEFAULT = ("val2017.zip", "annotations_trainval2017.zip")  # train2017 (19 
 
 
 class DownloadError(DataNotFoundError):
-    """A download or an extraction failed; the message says why and what to do.
+    """A download or an extraction failed; the message says why and what to do (chapter 06).
 
-    A subclass of :class:`~course_lib.data.DataNotFoundError` because the outcome is the same for the
+    A subclass of :class:`~course_lib.core.io.DataNotFoundError` because the outcome is the same for the
     caller (the data set is not available), so code that falls back to the synthetic scenes on
     ``DataNotFoundError`` also covers a failed download.
     """
 
 
 def default_coco_root() -> Path:
-    """Where COCO goes unless told otherwise: ``$COURSE_DATA_DIR/coco``, else ``<course cache>/coco``."""
+    """Where COCO goes unless told otherwise: ``$COURSE_DATA_DIR/coco``, else ``<course cache>/coco``
+    (chapter 06)."""
     data_dir = os.environ.get("COURSE_DATA_DIR")
     return Path(data_dir).expanduser() / "coco" if data_dir else cache_dir() / "coco"
 
 
 def human_size(n_bytes: float) -> str:
-    """``815585330`` -> ``'815.6 MB'`` (decimal units, as download sites use)."""
+    """``815585330`` -> ``'815.6 MB'`` (decimal units, as download sites use; chapter 06)."""
     for unit in ("B", "kB", "MB"):
         if n_bytes < 1000:
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
@@ -97,14 +100,15 @@ def _hash_into(digest: "hashlib._Hash", path: Path, progress: bool) -> None:
 
 
 def is_downloaded(remote: RemoteFile, folder: str | Path) -> bool:
-    """True when ``folder/<name>`` has the right size and was verified against ``remote.sha1`` before."""
+    """True when ``folder/<name>`` has the right size and was verified against ``remote.sha1`` before
+    (chapter 06)."""
     target, marker = Path(folder) / remote.name, _verified_marker(Path(folder) / remote.name)
     return (target.is_file() and target.stat().st_size == remote.size
             and marker.is_file() and marker.read_text().strip() == remote.sha1)
 
 
 def require_free_space(folder: Path, needed: int, what: str) -> None:
-    """Fail before starting rather than with a full disk halfway through."""
+    """Fail before starting rather than with a full disk halfway through (chapter 06)."""
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise DownloadError(f"{what} needs {human_size(needed)} of free disk space in {folder}, but only "
@@ -165,7 +169,7 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool) -> "hashlib._Hash":
         if total is not None and total != remote.size:
             raise DownloadError(f"The server announces {total} bytes for {remote.url} but {remote.size} were "
                                 "expected: the file on the server is not the one the course knows "
-                                "(check the address in course_lib/download.py).")
+                                "(check the address in course_lib/data/download.py).")
 
         digest = hashlib.sha1()
         if have:
@@ -186,7 +190,7 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool) -> "hashlib._Hash":
 
 
 def download(remote: RemoteFile, folder: str | Path, progress: bool = True) -> Path:
-    """Download ``remote`` into ``folder`` (resuming, verifying) and return the path of the file.
+    """Download ``remote`` into ``folder`` (resuming, verifying) and return the path of the file (chapter 06).
 
     Idempotent: a file verified before is returned at once. Raises :class:`DownloadError` with what
     to do when the network is missing, the transfer drops (run again to resume) or the checksum is wrong.
@@ -234,7 +238,7 @@ def _extracted_marker(zip_path: Path, folder: Path) -> Path:
 
 
 def is_extracted(zip_path: str | Path, folder: str | Path) -> bool:
-    """True when ``zip_path`` was fully extracted into ``folder`` before.
+    """True when ``zip_path`` was fully extracted into ``folder`` before (chapter 06).
 
     The marker holds the archive's size, so a different archive under the same name is extracted
     again; once the archive is deleted (to save disk space) the marker alone is trusted.
@@ -247,7 +251,7 @@ def is_extracted(zip_path: str | Path, folder: str | Path) -> bool:
 
 
 def extract(zip_path: str | Path, folder: str | Path, progress: bool = True) -> Path:
-    """Unzip ``zip_path`` into ``folder`` and return ``folder``; skipped when it was done before.
+    """Unzip ``zip_path`` into ``folder`` and return ``folder``; skipped when it was done before (chapter 06).
 
     A marker ``.<zip name>.extracted`` in ``folder`` records a completed extraction; an interrupted
     one has no marker and starts over (overwriting what was written).

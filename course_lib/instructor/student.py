@@ -1,7 +1,7 @@
 """Student versions of the chapters: solutions become stubs, hidden tests go (instructor tool).
 
-    python -m course_lib.student                    # every chapter, every exercise -> _build/student/
-    python -m course_lib.student --assignment A2    # A2's chapters, only A2's exercises -> _build/student/A2/
+    python -m course_lib.instructor.student                    # every chapter, every exercise -> _build/student/
+    python -m course_lib.instructor.student --assignment A2    # A2's chapters, only A2's exercises -> _build/student/A2/
 
 Exercises are written once, with their solutions, in the chapters, marked the way nbgrader marks them:
 
@@ -15,7 +15,9 @@ Exercises are written once, with their solutions, in the chapters, marked the wa
 
 With ``--assignment``, the exercises the assignment does not ask for keep their solutions, as worked
 examples. ``assignments.yml`` at the repository root says which exercises each assignment asks for
-and what they are worth (``python -m course_lib.grade`` turns checks into points). Outputs are cleared.
+and what they are worth (``python -m course_lib.instructor.grade`` turns checks into points). Outputs are cleared.
+
+Imports no other part of course_lib.
 """
 from __future__ import annotations
 
@@ -44,12 +46,13 @@ ANSWER_PLACEHOLDER = "**Your answer.** _Double-click this cell and write your an
 
 
 class ExerciseMarkupError(ValueError):
-    """A chapter's exercise markers do not match up, or an assignment names what does not exist."""
+    """A chapter's exercise markers do not match up, or an assignment names what does not exist
+    (instructor page; ``make student``)."""
 
 
 @dataclass(frozen=True)
 class Assignment:
-    """One entry of ``assignments.yml``: the exercises it asks for, with their points."""
+    """One entry of ``assignments.yml``: the exercises it asks for, with their points (instructor page)."""
 
     name: str
     title: str
@@ -62,7 +65,8 @@ class Assignment:
 
 
 def load_assignment(config: Path, name: str) -> Assignment:
-    """Read assignment ``name`` from ``config`` (``assignments.yml``), with messages that say what to fix."""
+    """Read assignment ``name`` from ``config`` (``assignments.yml``), with messages that say what to fix
+    (instructor page)."""
     if not config.is_file():
         raise ExerciseMarkupError(f"{config} not found: it lists the assignments (see book/instructors.md).")
     assignments = (yaml.safe_load(config.read_text()) or {}).get("assignments") or {}
@@ -84,7 +88,7 @@ def load_assignment(config: Path, name: str) -> Assignment:
 
 def exercise_cells(nb: NotebookNode) -> list[tuple[str | None, NotebookNode]]:
     """Each cell with the exercise open at its end: the last ``### Exercise N.M`` heading, until the
-    next heading of any other kind (None outside exercises)."""
+    next heading of any other kind (None outside exercises; instructor page; ``make student``)."""
     exercise, cells = None, []
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -97,13 +101,14 @@ def exercise_cells(nb: NotebookNode) -> list[tuple[str | None, NotebookNode]]:
 
 
 def exercise_ids(nb: NotebookNode) -> list[str]:
-    """The exercises of a notebook, in order."""
+    """The exercises of a notebook, in order (instructor page; ``make student``)."""
     return list(dict.fromkeys(exercise for exercise, _ in exercise_cells(nb) if exercise))
 
 
 def student_notebook(nb: NotebookNode, stub: Collection[str] | None = None, where: str = "notebook") -> NotebookNode:
     """A student copy of ``nb``: the exercises in ``stub`` (all when None) lose their solutions, hidden
-    tests go everywhere, outputs are cleared. ``where`` names the notebook in error messages."""
+    tests go everywhere, outputs are cleared. ``where`` names the notebook in error messages
+    (instructor page; ``make student``)."""
     student = copy.deepcopy(nb)
     exercise, cells, stubbed = None, [], []
     for index, cell in enumerate(student.cells):
@@ -227,7 +232,8 @@ def _student_markdown(source: str, exercise: str | None, stub: Collection[str] |
 
 
 def chapters_of(assignment: Assignment, notebooks: list[Path]) -> list[Path]:
-    """The notebooks among ``notebooks`` that hold the assignment's exercises (chapter 02 is 02_*.ipynb)."""
+    """The notebooks among ``notebooks`` that hold the assignment's exercises (chapter 02 is 02_*.ipynb;
+    instructor page; ``make student ASSIGNMENT=A2``)."""
     chosen = []
     for number in assignment.chapters:
         matches = [notebook for notebook in notebooks if notebook.name.startswith(f"{number}_")]
@@ -239,7 +245,8 @@ def chapters_of(assignment: Assignment, notebooks: list[Path]) -> list[Path]:
 
 
 def write_student_versions(notebooks: list[Path], out: Path, assignment: Assignment | None = None) -> list[Path]:
-    """Write the student version of each notebook (of the assignment's chapters only, with one) into ``out``."""
+    """Write the student version of each notebook (of the assignment's chapters only, with one) into ``out``
+    (instructor page; ``make student``)."""
     if assignment is not None:
         notebooks = chapters_of(assignment, notebooks)
     out.mkdir(parents=True, exist_ok=True)
@@ -263,6 +270,7 @@ def write_student_versions(notebooks: list[Path], out: Path, assignment: Assignm
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.instructor.student`` (``make student``): write the student versions (instructor page)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help=f"default: chapters/{CHAPTER_GLOB}")
     parser.add_argument("--assignment", help="an assignment of the config file; default: every exercise")

@@ -4,11 +4,13 @@ A conditional VAE trained on Fashion-MNIST takes a class index, not text. Before
 encoder, chapter 04 turns a short description ("a red dress", "Ankle boots!") into that index by
 looking for known words: the class names and a few synonyms, in the singular or plural.
 
-Seed 003 did this with a dict holding ``'Shirt'`` twice (as 0 and as 6, so the last one silently won)
+Report 003 did this with a dict holding ``'Shirt'`` twice (as 0 and as 6, so the last one silently won)
 and a loop of ``re.search`` calls, and *returned* ``Exception("No valid label")`` instead of raising
 it. Here every word appears once, matching is done by one compiled pattern, overlapping words resolve
 to the longest phrase ("t-shirt" is not also a "shirt"), and unknown text raises an error that lists
 the words a student can type.
+
+Imports course_lib.data (images) only.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from course_lib.data import FASHION_MNIST_CLASSES
+from course_lib.data.images import FASHION_MNIST_CLASSES
 
 FASHION_SYNONYMS: dict[str, int] = {
     "t-shirt": 0, "tshirt": 0, "tee shirt": 0, "tee": 0, "top": 0,
@@ -36,7 +38,7 @@ SEPARATOR = r"[\s-]*"  # a space or hyphen in a phrase: "t-shirt", "T shirt", "t
 
 
 class ClassMatch(NamedTuple):
-    """One class word found in a text: the class, and the word as written at ``text[start:]``."""
+    """One class word found in a text (chapter 04): the class, and the word as written at ``text[start:]``."""
 
     index: int
     name: str
@@ -45,11 +47,11 @@ class ClassMatch(NamedTuple):
 
 
 class UnknownClassError(ValueError):
-    """The text names no known class; the message lists the words that would work."""
+    """The text names no known class; the message lists the words that would work (chapter 04)."""
 
 
 def synonym_pattern(synonyms: Mapping[str, int]) -> re.Pattern[str]:
-    """One case-insensitive pattern with a capturing group per synonym, longest synonym first.
+    """One case-insensitive pattern with a capturing group per synonym, longest synonym first (chapter 04).
 
     Group ``i`` (1-based) is ``_longest_first(synonyms)[i - 1]``. Words must stand alone: no letter,
     digit or underscore may touch them, so "topaz" has no "top" but "(coat)" and "dress!" match.
@@ -82,7 +84,7 @@ def _longest_first(synonyms: Mapping[str, int]) -> list[str]:
 
 def find_classes(text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS,
                  class_names: Sequence[str] = FASHION_MNIST_CLASSES) -> list[ClassMatch]:
-    """Every class word in ``text``, in order of appearance, case-insensitive, whole words only.
+    """Every class word in ``text``, in order of appearance, case-insensitive, whole words only (chapter 04).
 
     Where known words overlap, the longest phrase wins: "ankle boots" is one Ankle boot (not also a
     Boot), "t-shirt" and "tee shirt" one T-shirt/top each (not also a Shirt), "flip-flops" one Sandal.
@@ -98,7 +100,7 @@ def find_classes(text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS,
 
 def text_to_class(text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS,
                   class_names: Sequence[str] = FASHION_MNIST_CLASSES) -> ClassMatch:
-    """The class a short text asks for: the **first mentioned** class wins.
+    """The class a short text asks for: the **first mentioned** class wins (chapter 04).
 
     "a coat over a dress" is a Coat, "a dress under a coat" a Dress. Raises ``TypeError`` for a
     non-string, ``ValueError`` for empty or blank text, and :class:`UnknownClassError` (a
@@ -116,7 +118,7 @@ def text_to_class(text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS,
 
 def class_words(synonyms: Mapping[str, int] = FASHION_SYNONYMS,
                 class_names: Sequence[str] = FASHION_MNIST_CLASSES) -> dict[str, list[str]]:
-    """Class name -> its known words, classes in index order, words in ``synonyms`` order."""
+    """Class name -> its known words, classes in index order, words in ``synonyms`` order (chapter 04)."""
     words: dict[str, list[str]] = {name: [] for name in class_names}
     for word, index in synonyms.items():
         words[class_names[index]].append(word)

@@ -2,6 +2,8 @@
 Chapter 04: FID and KID of generated images (torchmetrics, in a pluggable feature space) and the
 conditional accuracy of a class-conditional generator. Chapter 06: CLIP score of images against their
 captions (torchmetrics; needs the CLIP weights).
+
+Imports course_lib.core, course_lib.models, course_lib.evaluation.classifier and (CLIP score) course_lib.text.
 """
 from __future__ import annotations
 
@@ -18,16 +20,16 @@ from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchvision.transforms import GaussianBlur
 
-from course_lib.classifier import load_or_train_classifier
-from course_lib.device import choose_device
+from course_lib.core.device import choose_device
+from course_lib.core.profiles import get_profile
+from course_lib.evaluation.classifier import load_or_train_classifier
 from course_lib.models.cvae import conditioning
-from course_lib.profiles import get_profile
 
 
 @torch.no_grad()
 def reconstruction_metrics(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]]) -> dict[str, float]:
     """Mean squared error per pixel and SSIM (Gaussian 11x11 window, ``data_range=1``) of
-    ``model.reconstruct(x)`` against ``x``, averaged over every image of ``data``."""
+    ``model.reconstruct(x)`` against ``x``, averaged over every image of ``data`` (chapter 01)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -84,14 +86,15 @@ class FeatureExtractor(nn.Module):
 
 class ClassifierFeatures(FeatureExtractor):
     """The penultimate layer of a classifier (``classifier.features(x)``, e.g. the course's
-    :class:`~course_lib.classifier.FashionClassifier`); a module without ``features`` is called as is."""
+    :class:`~course_lib.evaluation.classifier.FashionClassifier`); a module without ``features`` is called
+    as is (chapter 04)."""
 
     def extract(self, images: Tensor) -> Tensor:
         return self.net.features(images) if hasattr(self.net, "features") else self.net(images)
 
 
 class InceptionFeatures(FeatureExtractor):
-    """The standard FID features: torchmetrics' InceptionV3 (torch-fidelity weights), 2048-d pool3.
+    """The standard FID features: torchmetrics' InceptionV3 (torch-fidelity weights), 2048-d pool3 (chapter 04).
 
     Grey images are repeated to 3 channels and scaled to uint8 [0, 255], exactly as torchmetrics does
     with ``normalize=True``; the network resizes them to 299x299 itself.
@@ -261,7 +264,7 @@ def conditional_accuracy(classifier: nn.Module, images: Tensor, requested_labels
 
 
 # --------------------------------------------------------------------------- chapter 06: text-conditioned images
-CLIP_SCORE_MODEL = "openai/clip-vit-base-patch32"  # ViT-B/32, as seed 004 used
+CLIP_SCORE_MODEL = "openai/clip-vit-base-patch32"  # ViT-B/32, as report 004 used
 
 
 def clip_score(images: Tensor, captions: Sequence[str], model_name: str = CLIP_SCORE_MODEL, batch_size: int = 100,
@@ -269,15 +272,15 @@ def clip_score(images: Tensor, captions: Sequence[str], model_name: str = CLIP_S
     """torchmetrics' CLIPScore of images [N, 3, H, W] in [0, 1] against their captions (chapter 06).
 
     100 * max(cos(image, text), 0) averaged over the pairs, in CLIP's space (Hessel et al., 2021).
-    Seed 004 reported 0.195-0.202 on the 0-1 scale, i.e. about 20 here. Read it next to the same number
+    Report 004 reported 0.195-0.202 on the 0-1 scale, i.e. about 20 here. Read it next to the same number
     for real images with their own captions, and for generated images with shuffled captions.
     ``model_name`` is a hub id or a folder saved with ``save_pretrained``. Needs those CLIP weights (the
     hub, its local cache or the folder); without them it raises
-    :class:`~course_lib.text.WeightsNotFoundError` at once instead of retrying for minutes.
+    :class:`~course_lib.text.encoders.WeightsNotFoundError` at once instead of retrying for minutes.
     """
     from torchmetrics.multimodal.clip_score import CLIPScore
 
-    from course_lib.text import WeightsNotFoundError, _hub_cache_only, _hub_problem
+    from course_lib.text.encoders import WeightsNotFoundError, _hub_cache_only, _hub_problem
 
     _check_images(images, "images")
     if len(images) != len(captions):

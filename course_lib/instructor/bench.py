@@ -1,11 +1,11 @@
 """Throughput benchmark for the training loop (chapter 01 explains why the data lives on the device).
 
-    python -m course_lib.bench [--device cuda] [--steps 200] [--workers 2]
+    python -m course_lib.instructor.bench [--device cuda] [--steps 200] [--workers 2]
 
 For chapter 02's MLP VAE (784-400-20) and conv VAE (latent 32) it trains the same model, batch size
 and device three ways, in one run, and prints samples/s of each:
 
-- ``course_lib``: :func:`course_lib.train.train_steps` on a :class:`~course_lib.data.TensorLoader`
+- ``course_lib``: :func:`course_lib.core.train.train_steps` on a :class:`~course_lib.data.images.TensorLoader`
   (data already on the device, shuffled by index);
 - ``DataLoader``: the same ``train_steps`` fed by torchvision's ``FashionMNIST`` dataset with
   ``ToTensor()`` through a ``DataLoader`` (``--workers`` processes), the usual tutorial pipeline;
@@ -15,12 +15,14 @@ and device three ways, in one run, and prints samples/s of each:
 It reports course_lib / DataLoader (the speed-up) and course_lib / compute-only (1 - overhead).
 Each way is timed in several interleaved rounds after a warm-up; the median round is reported.
 
-    python -m course_lib.bench prepare [--images 1000] [--image-size 640x480] [--size 64]
+    python -m course_lib.instructor.bench prepare [--images 1000] [--image-size 640x480] [--size 64]
 
-times chapter 06's prepare step (:func:`course_lib.coco.prepare`) on synthetic scenes written as JPEGs
+times chapter 06's prepare step (:func:`course_lib.data.coco.prepare`) on synthetic scenes written as JPEGs
 of COCO's typical size: images/s of the whole step with one worker and with all CPUs, images/s of
 decoding alone with JPEG draft mode and with a full decode (one process), and the disk space per
 1,000 prepared images, extrapolated to COCO val2017 (5,000) and train2017 (118,287).
+
+Imports course_lib.core, course_lib.data and course_lib.models.
 """
 from __future__ import annotations
 
@@ -39,11 +41,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from course_lib.data import TensorLoader, fashion_mnist_root, load_fashion_mnist
-from course_lib.device import choose_device, seed_everything
-from course_lib.losses import ELBO
+from course_lib.core.device import choose_device, seed_everything
+from course_lib.core.losses import ELBO
+from course_lib.core.train import amp_settings, train_steps
+from course_lib.data.images import TensorLoader, fashion_mnist_root, load_fashion_mnist
 from course_lib.models import conv_vae, mlp_vae
-from course_lib.train import amp_settings, train_steps
 
 MODELS: dict[str, tuple[str, Callable[[], nn.Module]]] = {
     "mlp": ("MLP VAE 784-400-20", lambda: mlp_vae(latent_dim=20, hidden=(400,))),
@@ -68,7 +70,7 @@ def _timed(run: Callable[[int], None], steps: int, warmup: int, device: torch.de
 
 def measure(model_name: str, device: torch.device, steps: int, warmup: int, batch_size: int,
             workers: int, rounds: int) -> dict[str, float]:
-    """Samples per second of the three pipelines for one model."""
+    """Samples per second of the three pipelines for one model (instructor page; ``make bench``)."""
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
@@ -141,9 +143,10 @@ def _full_decode(path: Path, size: int):
 
 def measure_prepare(n_images: int, image_size: tuple[int, int], size: int, workers: int, rounds: int,
                     folder: Path) -> dict[str, float]:
-    """Images/s of prepare (1 and ``workers`` processes) and of decoding (draft vs full); bytes per image."""
-    from course_lib.coco import load_image, prepare
-    from course_lib.scenes import write_scenes
+    """Images/s of prepare (1 and ``workers`` processes) and of decoding (draft vs full); bytes per image
+    (instructor page)."""
+    from course_lib.data.coco import load_image, prepare
+    from course_lib.data.scenes import write_scenes
 
     write_scenes(folder, "val2017", n_images, image_size, seed=0, greyscale_fraction=0, workers=workers)
     paths = sorted((folder / "val2017").glob("*.jpg"))
@@ -172,10 +175,11 @@ def measure_prepare(n_images: int, image_size: tuple[int, int], size: int, worke
 
 
 def prepare_main(argv: list[str]) -> None:
-    """``python -m course_lib.bench prepare``: the prepare step's speed and disk footprint."""
-    from course_lib.coco import default_workers
+    """``python -m course_lib.instructor.bench prepare``: the prepare step's speed and disk footprint
+    (instructor page)."""
+    from course_lib.data.coco import default_workers
 
-    parser = argparse.ArgumentParser(prog="python -m course_lib.bench prepare",
+    parser = argparse.ArgumentParser(prog="python -m course_lib.instructor.bench prepare",
                                      description="Speed and disk space of chapter 06's prepare step.")
     parser.add_argument("--images", type=int, default=1000, help="synthetic JPEGs to write and prepare")
     parser.add_argument("--image-size", default="640x480", help="WIDTHxHEIGHT of the JPEGs (COCO's typical size)")
@@ -205,6 +209,8 @@ def prepare_main(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m course_lib.instructor.bench`` (``make bench``): the training loop's throughput, or with
+    ``prepare`` the prepare step's (instructor page)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["prepare"]:
         return prepare_main(argv[1:])

@@ -1,9 +1,11 @@
 """Run profiles: one switch that sizes every chapter (introduced in chapter 01).
 
 ``smoke`` is for CI and quick checks (tiny subsets, every notebook under a minute), ``cpu`` trains on
-the full data set within a laptop budget, ``gpu`` runs at the seeds' scale. ``auto`` picks ``gpu`` when
+the full data set within a laptop budget, ``gpu`` runs at the scale of the source reports. ``auto`` picks ``gpu`` when
 CUDA is available and ``cpu`` otherwise; the ``COURSE_PROFILE`` environment variable overrides ``auto``
 so that nbval and ``jupyter-book build`` can execute every chapter as ``smoke``.
+
+Imports only the standard library and torch: no other part of course_lib.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes for one run of a chapter. ``None`` subset sizes mean "the whole split"."""
+    """Sizes for one run of a chapter (chapter 01). ``None`` subset sizes mean "the whole split"."""
 
     name: str
     train_size: int | None
@@ -44,7 +46,7 @@ PROFILES: dict[str, Profile] = {
 
 
 def get_profile(name: str = "auto") -> Profile:
-    """Resolve ``"auto" | "smoke" | "cpu" | "gpu"`` into a :class:`Profile`."""
+    """Resolve ``"auto" | "smoke" | "cpu" | "gpu"`` into a :class:`Profile` (chapter 01)."""
     requested = name.strip().lower()
     if requested == "auto":
         requested = os.environ.get("COURSE_PROFILE", "").strip().lower() or (
@@ -56,5 +58,5 @@ def get_profile(name: str = "auto") -> Profile:
 
 
 def show_progress() -> bool:
-    """Progress bars are on unless ``COURSE_PROGRESS=0`` (set for headless papermill runs)."""
+    """Progress bars are on unless ``COURSE_PROGRESS=0`` (set for headless papermill runs; chapter 01)."""
     return os.environ.get("COURSE_PROGRESS", "1") != "0"

@@ -1,4 +1,7 @@
-"""Device choice and seeding (introduced in chapter 01)."""
+"""Device choice and seeding (introduced in chapter 01).
+
+Imports only the standard library, numpy and torch: no other part of course_lib.
+"""
 from __future__ import annotations
 
 import random
@@ -8,7 +11,7 @@ import torch
 
 
 def choose_device(preferred: str | torch.device | None = None) -> torch.device:
-    """Return the best available device: CUDA, then Apple's MPS, then the CPU.
+    """Return the best available device: CUDA, then Apple's MPS, then the CPU (chapter 01).
 
     Passing ``preferred`` ("cuda", "mps", "cpu") insists on that device and explains how to get it
     when it is not there, instead of failing deep inside PyTorch.
@@ -32,7 +35,7 @@ def choose_device(preferred: str | torch.device | None = None) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices) so a run can be repeated."""
+    """Seed Python, NumPy and PyTorch (all devices) so a run can be repeated (chapter 01)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device

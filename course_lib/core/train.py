@@ -3,6 +3,8 @@
 ``fit`` trains any model whose loss function returns a dict with a ``"loss"`` entry. Each epoch it
 evaluates on held-out data, calls the callbacks (e.g. :class:`Snapshots` for a GIF of training),
 writes a checkpoint atomically, and on re-run resumes from that checkpoint.
+
+Imports course_lib.core (device, io, losses, profiles) and course_lib.models (cvae), never a higher layer.
 """
 from __future__ import annotations
 
@@ -21,12 +23,10 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
-from course_lib.analysis import encode_dataset
-from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from course_lib.data import cache_dir
-from course_lib.device import choose_device, seed_everything
-from course_lib.profiles import show_progress
-from course_lib.losses import active_units
+from course_lib.core.device import choose_device, seed_everything
+from course_lib.core.io import CheckpointError, cache_dir, load_checkpoint, save_checkpoint
+from course_lib.core.losses import active_units
+from course_lib.core.profiles import show_progress
 from course_lib.models.cvae import conditioning
 
 LossFn = Callable[[nn.Module, Tensor, Tensor | None], dict[str, Tensor]]
@@ -35,11 +35,11 @@ Callback = Callable[[int, nn.Module], None]
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite (:func:`fit` raises it, chapter 01; chapter 06 meets it)."""
 
 
 class PosteriorCollapseWarning(UserWarning):
-    """Almost no latent dimension carries information about the input."""
+    """Almost no latent dimension carries information about the input (chapter 07)."""
 
 
 @contextmanager
@@ -66,20 +66,35 @@ def expected_warnings(category: type[Warning]) -> Iterator[list[warnings.Warning
                                    source=warning.source)
 
 
-def checkpoint_path(name: str, profile_name: str) -> Path:
+def checkpoint_path(name: str, profile_name: str, **defines: object) -> Path:
     """Where a chapter keeps the checkpoint of one model: one folder per profile, so a ``smoke`` run
-    never resumes from a ``cpu`` one. Delete the file (or the folder) to retrain from scratch.
+    never resumes from a ``cpu`` one (chapter 01). Delete the file (or the folder) to retrain from scratch.
+
+    One naming scheme for every chapter: ``name`` says which chapter trains what (``"ch04_mlp_vae"``),
+    and the keyword arguments are what defines the run, written sorted into the file name
+    (``ch04_mlp_vae-latent_dim=20.pt``). ``fit`` also stores a signature of the model, loss and
+    optimiser in the file and refuses to resume a different run from it. A later chapter that reuses a
+    model calls the recipe that trains it (:mod:`course_lib.recipes`), never this with another
+    chapter's name.
 
     The folder is ``cache_dir()/checkpoints``, or ``$COURSE_CHECKPOINT_DIR`` when that is set
     (``make book-check`` points it at an empty folder so that every model trains from scratch while
     the data and the judges stay cached)."""
+    if not re.fullmatch(r"ch\d\d_[a-z0-9_]+", name):
+        raise ValueError(f"Checkpoint name {name!r}: start with the chapter (ch01_ .. ch99_) and use lower-case "
+                         "letters, digits and underscores; pass what defines the run as keyword arguments.")
+    parts = [name] + [f"{key}={_file_safe(value)}" for key, value in sorted(defines.items())]
     override = os.environ.get("COURSE_CHECKPOINT_DIR")
     root = Path(override).expanduser().resolve() if override else cache_dir() / "checkpoints"
-    return root / profile_name / f"{name}.pt"
+    return root / profile_name / f"{'-'.join(parts)}.pt"
+
+
+def _file_safe(value: object) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "_", str(value))
 
 
 def amp_settings(device: torch.device, amp: bool) -> tuple[torch.dtype | None, bool]:
-    """Mixed precision on CUDA only: bfloat16 where supported, else float16 with a gradient scaler."""
+    """Mixed precision on CUDA only: bfloat16 where supported, else float16 with a gradient scaler (chapter 01)."""
     if not amp or device.type != "cuda":
         return None, False
     if torch.cuda.is_bf16_supported():
@@ -94,7 +109,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 def train_steps(model: nn.Module, batches: Batches, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
                 progress: Any = None, check_every: int = 50) -> dict[str, float]:
-    """One pass of optimisation steps; returns each loss term averaged over the images seen.
+    """One pass of optimisation steps; returns each loss term averaged over the images seen (chapter 01).
 
     Loss terms are summed on the device and read back every ``check_every`` steps only, so the GPU is
     not forced to wait for the CPU after every step.
@@ -140,7 +155,7 @@ def _diverged_message(where: int) -> str:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Batches, loss_fn: LossFn, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Average every loss term over all images of ``data``; for a VAE add its active units."""
+    """Average every loss term over all images of ``data``; for a VAE add its active units (chapter 01)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -232,10 +247,10 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
         checkpoint: str | os.PathLike | None = None, callbacks: Sequence[Callback] = (),
         device: str | torch.device | None = None, amp: bool = True, seed: int = 0,
         collapse_fraction: float = 0.1, verbose: bool = True) -> pd.DataFrame:
-    """Train ``model`` for ``epochs`` epochs and return the history table (one row per epoch).
+    """Train ``model`` for ``epochs`` epochs and return the history table (one row per epoch; chapter 01).
 
     - ``train_data`` / ``test_data``: iterables of ``(images, labels)`` batches, e.g. a
-      :class:`~course_lib.data.TensorLoader` (moved to the training device) or a ``DataLoader``.
+      :class:`~course_lib.data.images.TensorLoader` (moved to the training device) or a ``DataLoader``.
     - ``loss_fn(model, x, y)`` returns a dict of scalar tensors with the key ``"loss"``.
     - ``checkpoint``: a file written after every epoch; if it exists, training resumes from it, and a
       finished run is simply loaded. Optimiser, data order, random state and callbacks are restored,
@@ -346,3 +361,70 @@ def _warn_on_collapse(model: nn.Module, row: dict[str, float], epoch: int, fract
                   "beta, sum (not average) the reconstruction error over pixels, or use a smaller sigma.",
                   PosteriorCollapseWarning, stacklevel=3)
     return True
+
+
+@torch.no_grad()
+def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]],
+                   sample: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Encode every batch of ``data``: ``(codes [N, D], labels [N])`` on the CPU.
+
+    For a VAE the code is the posterior mean, or with ``sample=True`` one draw z ~ q(z|x): the kind
+    of code its decoder was trained on (chapter 02).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    codes, labels = [], []
+    for x, y in data:
+        code = model.encode(x.to(device), *conditioning(model, y))
+        if isinstance(code, tuple):  # VAE: (mu, logvar)
+            code = model.reparameterize(*code) if sample else code[0]
+        codes.append(code.float().cpu())
+        if y is not None:
+            labels.append(y.cpu())
+    model.train(was_training)
+    return torch.cat(codes), (torch.cat(labels) if labels else None)
+
+
+@torch.no_grad()
+def image_posteriors(vae: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
+    """Stage 2's targets (chapter 07): ``[mu, logvar]`` of q(z|x) for every image, ``[N, 2 * latent]`` on the CPU.
+
+    Computed once with the frozen encoder in ``eval()``, batch by batch on the model's device.
+    """
+    was_training = vae.training
+    vae.eval()
+    device = next(vae.parameters()).device
+    out = [torch.cat(vae.encode(images[i:i + batch_size].to(device)), dim=1).float().cpu()
+           for i in range(0, len(images), batch_size)]
+    vae.train(was_training)
+    return torch.cat(out)
+
+
+class EpochScheduler:
+    """Steps a learning-rate scheduler after every epoch of :func:`course_lib.core.train.fit` (a callback).
+
+    Its state goes into fit's checkpoints, so a resumed training continues the same schedule. The judges of
+    chapters 04 and 06 (the Fashion-MNIST classifier, the scene reader) train with it.
+    """
+
+    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        self.scheduler = scheduler
+
+    def __call__(self, epoch: int, model: nn.Module) -> None:
+        self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+def frozen(model: nn.Module) -> nn.Module:
+    """Eval mode (BatchNorm uses its running statistics, no dropout) and no gradients (the judges of
+    chapters 04 and 06)."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model

@@ -1,15 +1,17 @@
 """Reading a scene: a small CNN that names the main object's colour, shape and position (chapter 06).
 
 Text-conditioned models are judged by whether their images show what the caption says. On the
-synthetic scenes (:mod:`course_lib.scenes`) every image comes with what was drawn, so a network
+synthetic scenes (:mod:`course_lib.data.scenes`) every image comes with what was drawn, so a network
 trained on real scenes to read the main object's attributes can check generated ones, as the
-Fashion-MNIST classifier checks chapter 04's samples (:mod:`course_lib.classifier`). Its accuracy
+Fashion-MNIST classifier checks chapter 04's samples (:mod:`course_lib.evaluation.classifier`). Its accuracy
 on real held-out scenes is the ceiling a generator is measured against. Its 128-d penultimate layer
 is also the feature space for FID/KID on scenes (pass the reader as ``extractor=``).
 
 Targets are class indices into :data:`ATTRIBUTES`; ``-1`` means "unknown" and is skipped by the loss
 and the metric: an image without objects has no main object, and the colour of a greyscale image
 cannot be seen (its captions still name one, as COCO's annotators do).
+
+Imports course_lib.core, course_lib.data, course_lib.evaluation.classifier and course_lib.models.
 """
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from course_lib.classifier import EpochScheduler, frozen, conv_block
-from course_lib.coco import PreparedCaptions
-from course_lib.data import TensorLoader, cache_dir
-from course_lib.device import choose_device, seed_everything
-from course_lib.models.blocks import check_images
-from course_lib.scenes import COLOURS, POSITIONS, SHAPES
-from course_lib.train import fit
+from course_lib.core.device import choose_device
+from course_lib.core.io import cache_dir
+from course_lib.core.train import frozen
+from course_lib.data.coco import PreparedCaptions
+from course_lib.data.images import TensorLoader
+from course_lib.data.scenes import COLOURS, POSITIONS, SHAPES
+from course_lib.evaluation.judges import load_judge, save_judge, train_judge
+from course_lib.models.blocks import check_images, conv_block
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {"colour": tuple(COLOURS), "shape": tuple(SHAPES), "position": POSITIONS}
 READER_SEED = 0
@@ -140,7 +142,7 @@ def chance_accuracy(targets: Tensor) -> dict[str, float]:
 
 
 class AttributeCurve:
-    """A :func:`~course_lib.train.fit` callback: after every epoch, decode fixed latent vectors under fixed
+    """A :func:`~course_lib.core.train.fit` callback: after every epoch, decode fixed latent vectors under fixed
     conditions and record how often the reader sees the requested attributes (chapter 06).
 
     ``conditions`` [N, K] are what the model is asked to draw (e.g. caption embeddings) and ``targets``
@@ -172,7 +174,7 @@ TRAINING = {"full": {"epochs": 5, "lr": 2e-3, "batch_size": 128},
 
 
 def reader_path(data: PreparedCaptions, smoke: bool) -> Path:
-    """One cached reader per prepared data set (named by its folder) and image size."""
+    """One cached reader per prepared data set (named by its folder) and image size (chapter 06)."""
     folder = Path(data.source).parent.name or "scenes"
     return cache_dir() / "scene_reader" / f"{folder}_{data.images.shape[1]}{'_smoke' if smoke else ''}.pt"
 
@@ -206,31 +208,20 @@ def _train(train: PreparedCaptions, test: PreparedCaptions, smoke: bool, path: P
     settings = TRAINING["smoke" if smoke else "full"]
     train_images, _ = train.tensors()
     test_images, _ = test.tensors()
-    seed_everything(READER_SEED)
-    reader = SceneReader(train.images.shape[1]).to(device)
-    optimizer = torch.optim.Adam(reader.parameters(), lr=settings["lr"])
-    schedule = EpochScheduler(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings["epochs"]))
-    resume = path.with_name(f"{path.stem}.training.pt")  # the cache file itself means "finished"
-    fit(reader, TensorLoader(train_images, attribute_targets(train.attributes), settings["batch_size"],
-                             shuffle=True, seed=READER_SEED),
-        AttributeLoss(), settings["epochs"], optimizer=optimizer, callbacks=[schedule], checkpoint=resume,
-        device=device, seed=READER_SEED, verbose=verbose)
+    batches = TensorLoader(train_images, attribute_targets(train.attributes), settings["batch_size"], shuffle=True,
+                           seed=READER_SEED)
+    reader, _ = train_judge(lambda: SceneReader(train.images.shape[1]), batches, AttributeLoss(), settings, path,
+                            device, READER_SEED, verbose=verbose)
     reader.test_accuracy = attribute_accuracy(reader, test_images, attribute_targets(test.attributes))
     kind = "SMOKE scene reader (for CI only, not a real measurement)" if smoke else "Scene reader"
     reader.description = (f"{kind}, {settings['epochs']} epoch(s) on {len(train):,} scenes, "
                           f"tested on {len(test):,}")
-    save_checkpoint({"model": reader.state_dict(), "test_accuracy": reader.test_accuracy,
-                     "description": reader.description}, path)
-    resume.unlink(missing_ok=True)
+    save_judge(path, reader, test_accuracy=reader.test_accuracy, description=reader.description)
     return reader
 
 
 def _load(path: Path, image_size: int) -> SceneReader:
-    state = load_checkpoint(path)  # weights_only=True; a corrupt file raises CheckpointError
     reader = SceneReader(image_size)
-    try:
-        reader.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit the current SceneReader ({error}). Delete it to retrain.") from error
+    state = load_judge(path, reader)
     reader.test_accuracy, reader.description = dict(state["test_accuracy"]), str(state["description"])
     return reader
