@@ -4,6 +4,7 @@ Every function here is taught in a chapter; its docstring names the chapter that
 
 This file imports course_lib.core only (the device, the run profiles and show_source).
 """
+
 from course_lib.core.device import choose_device, seed_everything
 from course_lib.core.profiles import Profile, get_profile
 from course_lib.core.source import show_source

@@ -14,6 +14,7 @@ result is recorded there too; the grader turns the records into points.
 
 Imports course_lib.core, course_lib.evaluation, course_lib.text and course_lib.models (the layers below).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -85,12 +86,16 @@ def check(exercise: str, candidate: Any) -> Callable:
     if status == PASSED:
         message = f"Exercise {exercise} passed: {message}"
     elif status == NOT_DONE:
-        message = (f"Exercise {exercise} is not done yet: the rest of the notebook uses the library's "
-                   f"reference implementation ({spec.reference_name}).")
+        message = (
+            f"Exercise {exercise} is not done yet: the rest of the notebook uses the library's "
+            f"reference implementation ({spec.reference_name})."
+        )
     elif status == FAILED:
-        message = (f"Exercise {exercise} ({spec.title}) is not right yet. {message}\n"
-                   f"The rest of the notebook uses the library's reference implementation "
-                   f"({spec.reference_name}) instead. Fix your function and run this cell again.")
+        message = (
+            f"Exercise {exercise} ({spec.title}) is not right yet. {message}\n"
+            f"The rest of the notebook uses the library's reference implementation "
+            f"({spec.reference_name}) instead. Fix your function and run this cell again."
+        )
     print(message)
     _record(exercise, status, message)
     return candidate if status == PASSED else spec.reference
@@ -102,7 +107,9 @@ def assert_passed(exercise: str) -> None:
     (chapters 01, 02, 03, 04, 05, 07 and 08)."""
     status = results.get(exercise, "not run")
     if status != PASSED:
-        raise AssertionError(f"Exercise {exercise}: the chapter's solution should pass its check, but it is {status!r}.")
+        raise AssertionError(
+            f"Exercise {exercise}: the chapter's solution should pass its check, but it is {status!r}."
+        )
 
 
 def _exercise(exercise: str) -> Exercise:
@@ -130,8 +137,10 @@ def _evaluate(spec: Exercise, candidate: Any) -> tuple[str, str]:
         if problem:
             return FAILED, _failure(spec, case, problem, got, expected)
     shown = sum(not case.hidden for case in cases)
-    return PASSED, (f"your function agrees with {spec.reference_name} on all {len(cases)} cases ({shown} shown "
-                    f"in the exercise, {len(cases) - shown} more random and edge cases).")
+    return PASSED, (
+        f"your function agrees with {spec.reference_name} on all {len(cases)} cases ({shown} shown "
+        f"in the exercise, {len(cases) - shown} more random and edge cases)."
+    )
 
 
 def _seeded(run: Callable[[Callable, tuple], Any], function: Callable, args: tuple) -> Any:
@@ -163,8 +172,10 @@ def _describe(value: Any) -> str:
                 return f"{value.item():.6g} (0-d tensor)"
             return f"{np.array2string(value.cpu().numpy(), precision=4, separator=', ')} ({value.dtype})"
         floats = value.float()
-        return (f"tensor of shape {list(value.shape)} ({value.dtype}), values {floats.min().item():.4g} .. "
-                f"{floats.max().item():.4g}")
+        return (
+            f"tensor of shape {list(value.shape)} ({value.dtype}), values {floats.min().item():.4g} .. "
+            f"{floats.max().item():.4g}"
+        )
     return f"{value:.6g}" if isinstance(value, float) else repr(value)
 
 
@@ -179,6 +190,7 @@ def _record(exercise: str, status: str, message: str) -> None:
 
 
 # --- comparisons ------------------------------------------------------------------------------
+
 
 def _form_problem(got: Any, shape: Sequence[int]) -> str | None:
     """What is wrong with the type, shape or dtype of a tensor result, if anything."""
@@ -202,6 +214,7 @@ def _tensors_close(rtol: float, atol: float) -> Callable[[Any, Tensor], str | No
         if torch.allclose(got, expected, rtol=rtol, atol=atol):
             return None
         return f"the values differ (largest difference {(got - expected).abs().max().item():.4g})"
+
     return compare
 
 
@@ -224,9 +237,12 @@ def _sample_summary(function: Callable, args: tuple) -> dict[str, Any]:
         raise WrongAnswer(problem)
     if z.requires_grad:
         z.sum().backward()
-    return {"mean over the batch": z.detach().mean(0), "std over the batch": z.detach().std(0),
-            "gradient reaches mu": mu.grad is not None and bool(mu.grad.abs().sum() > 0),
-            "gradient reaches logvar": logvar.grad is not None and bool(logvar.grad.abs().sum() > 0)}
+    return {
+        "mean over the batch": z.detach().mean(0),
+        "std over the batch": z.detach().std(0),
+        "gradient reaches mu": mu.grad is not None and bool(mu.grad.abs().sum() > 0),
+        "gradient reaches logvar": logvar.grad is not None and bool(logvar.grad.abs().sum() > 0),
+    }
 
 
 def _samples_agree(got: dict[str, Any], expected: dict[str, Any]) -> str | None:
@@ -244,6 +260,7 @@ def _samples_agree(got: dict[str, Any], expected: dict[str, Any]) -> str | None:
 
 # --- the exercises ------------------------------------------------------------------------------
 
+
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -259,12 +276,16 @@ def _reconstruction_cases() -> list[Case]:
             generator = _generator(seed)
             logits, x = torch.randn(shape, generator=generator) * scale, torch.rand(shape, generator=generator)
             return logits, (x > 0.5).float() if binary else x
+
         return make
-    return [Case("random logits and pixels in [0, 1], 16 images of 1x28x28", batch((16, 1, 28, 28), 0)),
-            Case("binary pixels (0 or 1)", batch((8, 1, 28, 28), 1, binary=True), hidden=True),
-            Case("4 colour images of 3x5x7", batch((4, 3, 5, 7), 2), hidden=True),
-            Case("a single image", batch((1, 1, 28, 28), 3), hidden=True),
-            Case("confident logits (up to about +-10)", batch((8, 1, 28, 28), 4, scale=2.5), hidden=True)]
+
+    return [
+        Case("random logits and pixels in [0, 1], 16 images of 1x28x28", batch((16, 1, 28, 28), 0)),
+        Case("binary pixels (0 or 1)", batch((8, 1, 28, 28), 1, binary=True), hidden=True),
+        Case("4 colour images of 3x5x7", batch((4, 3, 5, 7), 2), hidden=True),
+        Case("a single image", batch((1, 1, 28, 28), 3), hidden=True),
+        Case("confident logits (up to about +-10)", batch((8, 1, 28, 28), 4, scale=2.5), hidden=True),
+    ]
 
 
 def _kl_per_image(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -276,43 +297,64 @@ def _kl_cases() -> list[Case]:
     def gaussian(shape: tuple[int, int], seed: int, mu_scale: float = 1.0, logvar_scale: float = 1.0) -> Callable:
         def make() -> tuple[Tensor, Tensor]:
             generator = _generator(seed)
-            return (torch.randn(shape, generator=generator) * mu_scale,
-                    torch.randn(shape, generator=generator) * logvar_scale)
+            return (
+                torch.randn(shape, generator=generator) * mu_scale,
+                torch.randn(shape, generator=generator) * logvar_scale,
+            )
+
         return make
-    return [Case("random mu and logvar, 8 images x 5 dimensions", gaussian((8, 5), 0)),
-            Case("mu = 0 and logvar = 0, the prior itself: the KL must be 0",
-                 lambda: (torch.zeros(3, 5), torch.zeros(3, 5))),
-            Case("a wide range of variances (logvar from about -9 to 9)", gaussian((16, 4), 1, logvar_scale=3.0),
-                 hidden=True),
-            Case("large means (up to about +-15)", gaussian((4, 8), 2, mu_scale=5.0), hidden=True),
-            Case("a single latent dimension", gaussian((5, 1), 3), hidden=True)]
+
+    return [
+        Case("random mu and logvar, 8 images x 5 dimensions", gaussian((8, 5), 0)),
+        Case(
+            "mu = 0 and logvar = 0, the prior itself: the KL must be 0", lambda: (torch.zeros(3, 5), torch.zeros(3, 5))
+        ),
+        Case(
+            "a wide range of variances (logvar from about -9 to 9)", gaussian((16, 4), 1, logvar_scale=3.0), hidden=True
+        ),
+        Case("large means (up to about +-15)", gaussian((4, 8), 2, mu_scale=5.0), hidden=True),
+        Case("a single latent dimension", gaussian((5, 1), 3), hidden=True),
+    ]
 
 
 def _reparameterize_cases() -> list[Case]:
     def posterior(mu: list[float], logvar: list[float], n: int = 4096) -> Callable[[], tuple]:
         return lambda: (torch.tensor(mu).expand(n, -1).clone(), torch.tensor(logvar).expand(n, -1).clone())
+
     log = math.log
-    return [Case("mu = 0 and standard deviation 2 (logvar = log 4), 4096 samples of 3 dimensions",
-                 posterior([0.0, 0.0, 0.0], [log(4.0)] * 3)),
-            Case("mu = [1, -2, 0.5] and standard deviations [0.5, 1, 3]",
-                 posterior([1.0, -2.0, 0.5], [log(0.25), 0.0, log(9.0)]), hidden=True),
-            Case("almost no noise (logvar = -20): z must be mu", posterior([0.3, -1.0, 2.0], [-20.0] * 3), hidden=True)]
+    return [
+        Case(
+            "mu = 0 and standard deviation 2 (logvar = log 4), 4096 samples of 3 dimensions",
+            posterior([0.0, 0.0, 0.0], [log(4.0)] * 3),
+        ),
+        Case(
+            "mu = [1, -2, 0.5] and standard deviations [0.5, 1, 3]",
+            posterior([1.0, -2.0, 0.5], [log(0.25), 0.0, log(9.0)]),
+            hidden=True,
+        ),
+        Case("almost no noise (logvar = -20): z must be mu", posterior([0.3, -1.0, 2.0], [-20.0] * 3), hidden=True),
+    ]
 
 
 def _one_hot_cases() -> list[Case]:
-    return [Case("labels [3, 0, 9, 3], k = 10", lambda: (torch.tensor([3, 0, 9, 3]), 10)),
-            Case("k = 3, labels [2, 1, 0, 0]", lambda: (torch.tensor([2, 1, 0, 0]), 3), hidden=True),
-            Case("a single label [7], k = 10", lambda: (torch.tensor([7]), 10), hidden=True),
-            Case("every class once, shuffled, k = 10", lambda: (torch.randperm(10, generator=_generator(0)), 10),
-                 hidden=True)]
+    return [
+        Case("labels [3, 0, 9, 3], k = 10", lambda: (torch.tensor([3, 0, 9, 3]), 10)),
+        Case("k = 3, labels [2, 1, 0, 0]", lambda: (torch.tensor([2, 1, 0, 0]), 3), hidden=True),
+        Case("a single label [7], k = 10", lambda: (torch.tensor([7]), 10), hidden=True),
+        Case(
+            "every class once, shuffled, k = 10", lambda: (torch.randperm(10, generator=_generator(0)), 10), hidden=True
+        ),
+    ]
 
 
 def _bits_per_dim_cases() -> list[Case]:
-    return [Case("543.2 nats per image of shape (1, 28, 28)", lambda: (543.2, (1, 28, 28))),
-            Case("0 nats", lambda: (0.0, (1, 28, 28)), hidden=True),
-            Case("RGB images of shape (3, 32, 32), 6000 nats", lambda: (6000.0, (3, 32, 32)), hidden=True),
-            Case("the shape as a list [3, 64, 64]", lambda: (12000.0, [3, 64, 64]), hidden=True),
-            Case("a NumPy number and a torch.Size", lambda: (np.float64(250.0), torch.Size([1, 28, 28])), hidden=True)]
+    return [
+        Case("543.2 nats per image of shape (1, 28, 28)", lambda: (543.2, (1, 28, 28))),
+        Case("0 nats", lambda: (0.0, (1, 28, 28)), hidden=True),
+        Case("RGB images of shape (3, 32, 32), 6000 nats", lambda: (6000.0, (3, 32, 32)), hidden=True),
+        Case("the shape as a list [3, 64, 64]", lambda: (12000.0, [3, 64, 64]), hidden=True),
+        Case("a NumPy number and a torch.Size", lambda: (np.float64(250.0), torch.Size([1, 28, 28])), hidden=True),
+    ]
 
 
 def _mean_pool_cases() -> list[Case]:
@@ -322,14 +364,19 @@ def _mean_pool_cases() -> list[Case]:
             hidden = torch.randn(len(lengths), length, width, generator=_generator(seed))
             mask = (torch.arange(length) < torch.tensor(lengths).unsqueeze(1)).long()  # as tokenizers return it
             return hidden, mask
+
         return make
 
-    return [Case("3 captions of 5, 3 and 1 tokens, padded to 5, vectors of 4", tokens([5, 3, 1], 4, 0)),
-            Case("no padding at all (every mask entry is 1)", tokens([6, 6], 8, 1), hidden=True),
-            Case("a single caption with 7 of 10 tokens real", tokens([7], 16, 2, max_length=10), hidden=True),
-            Case("64 captions of random lengths, 384-d like MiniLM",
-                 tokens(torch.randint(1, 20, (64,), generator=_generator(3)).tolist(), 384, 4), hidden=True)]
-
+    return [
+        Case("3 captions of 5, 3 and 1 tokens, padded to 5, vectors of 4", tokens([5, 3, 1], 4, 0)),
+        Case("no padding at all (every mask entry is 1)", tokens([6, 6], 8, 1), hidden=True),
+        Case("a single caption with 7 of 10 tokens real", tokens([7], 16, 2, max_length=10), hidden=True),
+        Case(
+            "64 captions of random lengths, 384-d like MiniLM",
+            tokens(torch.randint(1, 20, (64,), generator=_generator(3)).tolist(), 384, 4),
+            hidden=True,
+        ),
+    ]
 
 
 def _gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
@@ -344,6 +391,7 @@ def _gaussian_kl_cases() -> list[Case]:
             mu_q, mu_p = torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
             logvar_q, logvar_p = (torch.randn(shape, generator=generator) * logvar_scale for _ in range(2))
             return mu_q, logvar_q, mu_p, logvar_p
+
         return make
 
     def standard_prior() -> tuple[Tensor, ...]:
@@ -353,62 +401,125 @@ def _gaussian_kl_cases() -> list[Case]:
     def same() -> tuple[Tensor, ...]:
         mu, logvar, _, _ = gaussians((4, 3), 2)()
         return mu, logvar, mu.clone(), logvar.clone()
-    return [Case("random q and p, 6 texts x 4 dimensions", gaussians((6, 4), 0)),
-            Case("p = N(0, I): the KL of exercise 2.1", standard_prior),
-            Case("q = p: the KL must be 0", same, hidden=True),
-            Case("a wide range of variances (logvar from about -9 to 9)", gaussians((16, 4), 3, logvar_scale=3.0),
-                 hidden=True),
-            Case("a single latent dimension", gaussians((5, 1), 4), hidden=True)]
+
+    return [
+        Case("random q and p, 6 texts x 4 dimensions", gaussians((6, 4), 0)),
+        Case("p = N(0, I): the KL of exercise 2.1", standard_prior),
+        Case("q = p: the KL must be 0", same, hidden=True),
+        Case(
+            "a wide range of variances (logvar from about -9 to 9)",
+            gaussians((16, 4), 3, logvar_scale=3.0),
+            hidden=True,
+        ),
+        Case("a single latent dimension", gaussians((5, 1), 4), hidden=True),
+    ]
 
 
 def _purity_cases() -> list[Case]:
     def random(n: int, groups: int, classes: int, seed: int) -> Callable[[], tuple]:
         def make() -> tuple[Tensor, Tensor]:
             generator = _generator(seed)
-            return (torch.randint(0, groups, (n,), generator=generator),
-                    torch.randint(0, classes, (n,), generator=generator))
+            return (
+                torch.randint(0, groups, (n,), generator=generator),
+                torch.randint(0, classes, (n,), generator=generator),
+            )
+
         return make
-    return [Case("9 points on 3 map units, 3 classes",
-                 lambda: (torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2]), torch.tensor([0, 0, 1, 1, 1, 1, 2, 0, 1]))),
-            Case("every point alone on its unit: purity 1", lambda: (torch.arange(6), torch.tensor([0, 1, 0, 1, 0, 1])),
-                 hidden=True),
-            Case("all points on one unit: the majority class's share",
-                 lambda: (torch.zeros(5, dtype=torch.long), torch.tensor([3, 3, 1, 3, 1])), hidden=True),
-            Case("unit numbers with gaps (units 4, 17 and 399 of a 20x20 map)",
-                 lambda: (torch.tensor([399, 4, 17, 4, 399, 399]), torch.tensor([1, 0, 2, 1, 1, 0])), hidden=True),
-            Case("2,000 random points on 100 units, 10 classes", random(2000, 100, 10, 5), hidden=True)]
+
+    return [
+        Case(
+            "9 points on 3 map units, 3 classes",
+            lambda: (torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2]), torch.tensor([0, 0, 1, 1, 1, 1, 2, 0, 1])),
+        ),
+        Case(
+            "every point alone on its unit: purity 1",
+            lambda: (torch.arange(6), torch.tensor([0, 1, 0, 1, 0, 1])),
+            hidden=True,
+        ),
+        Case(
+            "all points on one unit: the majority class's share",
+            lambda: (torch.zeros(5, dtype=torch.long), torch.tensor([3, 3, 1, 3, 1])),
+            hidden=True,
+        ),
+        Case(
+            "unit numbers with gaps (units 4, 17 and 399 of a 20x20 map)",
+            lambda: (torch.tensor([399, 4, 17, 4, 399, 399]), torch.tensor([1, 0, 2, 1, 1, 0])),
+            hidden=True,
+        ),
+        Case("2,000 random points on 100 units, 10 classes", random(2000, 100, 10, 5), hidden=True),
+    ]
+
 
 EXERCISES: dict[str, Exercise] = {
-    "1.1": Exercise("the reconstruction loss by hand", _mean_reconstruction_nll,
-                    "course_lib.core.losses.reconstruction_nll(logits, x).mean()", _reconstruction_cases,
-                    _tensors_close(rtol=1e-4, atol=1e-4),
-                    hint="sum the binary cross-entropy over the pixels of each image, then average over the images."),
-    "2.1": Exercise("the closed-form KL", _kl_per_image, "course_lib.core.losses.kl_per_dim(mu, logvar).sum(1)",
-                    _kl_cases, _tensors_close(rtol=1e-4, atol=1e-5),
-                    hint="0.5 * (mu^2 + exp(logvar) - 1 - logvar), summed over dimension 1 (the latent dimensions)."),
-    "2.2": Exercise("the reparameterisation trick", VAE.reparameterize, "course_lib.models.VAE.reparameterize",
-                    _reparameterize_cases, _samples_agree, run=_sample_summary,
-                    hint="z = mu + exp(0.5 * logvar) * eps with eps = torch.randn_like(mu): "
-                         "exp(0.5 * logvar) is the standard deviation."),
-    "3.1": Exercise("bits per dimension", bits_per_dim, "course_lib.core.losses.bits_per_dim", _bits_per_dim_cases,
-                    _numbers_close,
-                    hint="divide by the number of values per image (the product of the shape) and by "
-                         "math.log(2), which turns nats into bits."),
-    "4.1": Exercise("one-hot vectors", one_hot, "course_lib.models.cvae.one_hot", _one_hot_cases,
-                    _tensors_close(rtol=0.0, atol=0.0),
-                    hint="start from torch.zeros(len(labels), k) and set one entry per row to 1.0."),
-    "5.1": Exercise("masked mean pooling", mean_pool, "course_lib.models.blocks.mean_pool", _mean_pool_cases,
-                    _tensors_close(rtol=1e-5, atol=1e-6),
-                    hint="multiply the vectors by the mask (as floats, with a last dimension of 1), sum over the "
-                         "tokens (dimension 1), and divide by the number of real tokens of each caption."),
-    "7.1": Exercise("the KL between two Gaussians", _gaussian_kl,
-                    "course_lib.core.losses.kl_per_dim(mu_q, logvar_q, mu_p, logvar_p).sum(1)", _gaussian_kl_cases,
-                    _tensors_close(rtol=1e-4, atol=1e-5),
-                    hint="per dimension 0.5 * (logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1), "
-                         "summed over dimension 1; with mu_p = 0 and logvar_p = 0 it is exercise 2.1's KL."),
-    "8.1": Exercise("purity of map units", assignment_purity, "course_lib.evaluation.analysis.assignment_purity", _purity_cases,
-                    _numbers_close,
-                    hint="for each unit, count how often each label occurs there and keep the largest count; "
-                         "add these up over the units and divide by the number of points."),
+    "1.1": Exercise(
+        "the reconstruction loss by hand",
+        _mean_reconstruction_nll,
+        "course_lib.core.losses.reconstruction_nll(logits, x).mean()",
+        _reconstruction_cases,
+        _tensors_close(rtol=1e-4, atol=1e-4),
+        hint="sum the binary cross-entropy over the pixels of each image, then average over the images.",
+    ),
+    "2.1": Exercise(
+        "the closed-form KL",
+        _kl_per_image,
+        "course_lib.core.losses.kl_per_dim(mu, logvar).sum(1)",
+        _kl_cases,
+        _tensors_close(rtol=1e-4, atol=1e-5),
+        hint="0.5 * (mu^2 + exp(logvar) - 1 - logvar), summed over dimension 1 (the latent dimensions).",
+    ),
+    "2.2": Exercise(
+        "the reparameterisation trick",
+        VAE.reparameterize,
+        "course_lib.models.VAE.reparameterize",
+        _reparameterize_cases,
+        _samples_agree,
+        run=_sample_summary,
+        hint="z = mu + exp(0.5 * logvar) * eps with eps = torch.randn_like(mu): "
+        "exp(0.5 * logvar) is the standard deviation.",
+    ),
+    "3.1": Exercise(
+        "bits per dimension",
+        bits_per_dim,
+        "course_lib.core.losses.bits_per_dim",
+        _bits_per_dim_cases,
+        _numbers_close,
+        hint="divide by the number of values per image (the product of the shape) and by "
+        "math.log(2), which turns nats into bits.",
+    ),
+    "4.1": Exercise(
+        "one-hot vectors",
+        one_hot,
+        "course_lib.models.cvae.one_hot",
+        _one_hot_cases,
+        _tensors_close(rtol=0.0, atol=0.0),
+        hint="start from torch.zeros(len(labels), k) and set one entry per row to 1.0.",
+    ),
+    "5.1": Exercise(
+        "masked mean pooling",
+        mean_pool,
+        "course_lib.models.blocks.mean_pool",
+        _mean_pool_cases,
+        _tensors_close(rtol=1e-5, atol=1e-6),
+        hint="multiply the vectors by the mask (as floats, with a last dimension of 1), sum over the "
+        "tokens (dimension 1), and divide by the number of real tokens of each caption.",
+    ),
+    "7.1": Exercise(
+        "the KL between two Gaussians",
+        _gaussian_kl,
+        "course_lib.core.losses.kl_per_dim(mu_q, logvar_q, mu_p, logvar_p).sum(1)",
+        _gaussian_kl_cases,
+        _tensors_close(rtol=1e-4, atol=1e-5),
+        hint="per dimension 0.5 * (logvar_p - logvar_q + (exp(logvar_q) + (mu_q - mu_p)^2) / exp(logvar_p) - 1), "
+        "summed over dimension 1; with mu_p = 0 and logvar_p = 0 it is exercise 2.1's KL.",
+    ),
+    "8.1": Exercise(
+        "purity of map units",
+        assignment_purity,
+        "course_lib.evaluation.analysis.assignment_purity",
+        _purity_cases,
+        _numbers_close,
+        hint="for each unit, count how often each label occurs there and keep the largest count; "
+        "add these up over the units and divide by the number of points.",
+    ),
 }
 """Every exercise with an automatic check, by id ("chapter.number", as in the chapters' headings)."""

@@ -3,6 +3,7 @@ manifold, interpolation strips and training GIFs (chapters 01 and 02).
 
 Imports no other part of course_lib: matplotlib, numpy, torch, torchvision and PIL (IPython for GIFs).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,7 +34,9 @@ def show_images(images: Tensor, nrow: int = 8, title: str | None = None, ax: plt
     return ax
 
 
-def show_reconstructions(originals: Tensor, reconstructions: Tensor, n: int = 10, title: str | None = None) -> plt.Figure:
+def show_reconstructions(
+    originals: Tensor, reconstructions: Tensor, n: int = 10, title: str | None = None
+) -> plt.Figure:
     """Originals (top row) above their reconstructions (bottom row; chapter 01)."""
     n = min(n, len(originals))
     fig, axes = plt.subplots(2, 1, figsize=(n * 0.9, 2.3))
@@ -45,13 +48,21 @@ def show_reconstructions(originals: Tensor, reconstructions: Tensor, n: int = 10
     return fig
 
 
-def plot_latent_scatter(codes: Tensor | np.ndarray, labels: Tensor | np.ndarray, class_names: Sequence[str] | None = None,
-                        title: str | None = None, ax: plt.Axes | None = None, max_points: int = 5000) -> plt.Axes:
+def plot_latent_scatter(
+    codes: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+    ax: plt.Axes | None = None,
+    max_points: int = 5000,
+) -> plt.Axes:
     """2-D latent codes (or a 2-D projection of them) coloured by class (chapter 01)."""
     codes, labels = np.asarray(codes)[:max_points], np.asarray(labels)[:max_points]
     if codes.shape[1] != 2:
-        raise ValueError(f"plot_latent_scatter needs 2-D codes, got {codes.shape[1]} dimensions: project them "
-                         "first (PCA or t-SNE, chapter 08).")
+        raise ValueError(
+            f"plot_latent_scatter needs 2-D codes, got {codes.shape[1]} dimensions: project them "
+            "first (PCA or t-SNE, chapter 08)."
+        )
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 5))
     cmap = plt.get_cmap("tab10")
@@ -82,8 +93,9 @@ def latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1
     return model.decode(z.to(device)).cpu()
 
 
-def show_latent_manifold(model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1), title: str | None = None,
-                         ax: plt.Axes | None = None) -> plt.Axes:
+def show_latent_manifold(
+    model: nn.Module, n: int = 20, dims: tuple[int, int] = (0, 1), title: str | None = None, ax: plt.Axes | None = None
+) -> plt.Axes:
     """Plot :func:`latent_manifold` as one image with the quantile grid (chapter 02)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7))
@@ -100,16 +112,21 @@ def interpolate(model: nn.Module, x_start: Tensor, x_end: Tensor, steps: int = 1
     return model.decode((1 - weights) * z_start + weights * z_end).cpu()
 
 
-def show_interpolation(model: nn.Module, x_start: Tensor, x_end: Tensor, steps: int = 10,
-                       title: str | None = None, ax: plt.Axes | None = None) -> plt.Axes:
+def show_interpolation(
+    model: nn.Module,
+    x_start: Tensor,
+    x_end: Tensor,
+    steps: int = 10,
+    title: str | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
     """An interpolation strip from ``x_start`` to ``x_end`` through latent space (chapter 02)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(steps * 0.9, 1.3))
     return show_images(interpolate(model, x_start, x_end, steps), nrow=steps, title=title, ax=ax)
 
 
-def save_gif(frames: Sequence[Tensor], path: str | Path, seconds_per_frame: float = 0.5,
-             upscale: int = 2) -> Path:
+def save_gif(frames: Sequence[Tensor], path: str | Path, seconds_per_frame: float = 0.5, upscale: int = 2) -> Path:
     """Write uint8 image grids [C, H, W] (e.g. ``Snapshots.frames``) as an animated GIF (chapter 02)."""
     if not frames:
         raise ValueError("No frames to write: train with a Snapshots callback first.")
@@ -144,8 +161,14 @@ def show_gif(path: str | Path, width: int = 360):
     return HTML(f'<img src="data:image/gif;base64,{data}" width="{width}" alt="{Path(path).name}"/>')
 
 
-def plot_som(u_matrix: np.ndarray, hits: np.ndarray, majority: np.ndarray, class_names: Sequence[str] | None = None,
-             title: str | None = None, ax: plt.Axes | None = None) -> plt.Axes:
+def plot_som(
+    u_matrix: np.ndarray,
+    hits: np.ndarray,
+    majority: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    title: str | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Axes:
     """A self-organising map in one panel (chapter 08): the U-matrix in grey (dark = close neighbours,
     light ridges = borders between clusters), and on each unit a dot coloured by its majority class,
     its area proportional to the unit's hit count (``majority`` is -1 for a unit that won no code).

@@ -10,6 +10,7 @@ arguments that define the run.
 Layer rule: may import evaluation, text, data, core and models (it imports core, data, text and models);
 within course_lib only the instructor tools may import it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,22 +34,41 @@ from course_lib.text.tokens import cached_token_features
 # Chapter 07's sizes per profile: scenes drawn, training images kept, stage 2's epochs and captions per
 # training image (None: all of them), and the text model smoke uses instead of the one asked for.
 TWO_STAGE_SIZES = {
-    "smoke": {"n_scenes": SCENES_SMALL, "n_train": 500, "stage2_epochs": 2, "captions_per_image": 1,
-              "text_model": "minilm"},
+    "smoke": {
+        "n_scenes": SCENES_SMALL,
+        "n_train": 500,
+        "stage2_epochs": 2,
+        "captions_per_image": 1,
+        "text_model": "minilm",
+    },
     "cpu": {"n_scenes": 12_000, "n_train": None, "stage2_epochs": 8, "captions_per_image": 1, "text_model": None},
     "gpu": {"n_scenes": 12_000, "n_train": None, "stage2_epochs": 30, "captions_per_image": None, "text_model": None},
 }
 
 
 # ---------------------------------------------------------------- chapter 04
-def fashion_mlp_vae(profile: Profile, latent_dim: int = 20, device: str | torch.device | None = None, seed: int = 0,
-                    verbose: bool = True) -> tuple[VAE, pd.DataFrame]:
+def fashion_mlp_vae(
+    profile: Profile,
+    latent_dim: int = 20,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> tuple[VAE, pd.DataFrame]:
     """Chapter 04's MLP VAE on Fashion-MNIST (hidden 400, Bernoulli ELBO, the profile's epochs), trained
     once and cached; chapter 08 maps its latent space. Returns ``(model, history)``."""
     train_data, test_data = fashion_mnist_loaders(profile, device=device or "cpu", seed=seed)
     model = mlp_vae(latent_dim=latent_dim, hidden=(400,))
-    history = fit(model, train_data, ELBO(), profile.epochs, test_data=test_data, device=device, seed=seed,
-                  checkpoint=checkpoint_path("ch04_mlp_vae", profile.name, latent_dim=latent_dim), verbose=verbose)
+    history = fit(
+        model,
+        train_data,
+        ELBO(),
+        profile.epochs,
+        test_data=test_data,
+        device=device,
+        seed=seed,
+        checkpoint=checkpoint_path("ch04_mlp_vae", profile.name, latent_dim=latent_dim),
+        verbose=verbose,
+    )
     return model, history
 
 
@@ -73,8 +93,10 @@ class SceneImages:
 
     def loaders(self, batch_size: int, seed: int = 0) -> tuple[TensorLoader, TensorLoader]:
         """Shuffled training batches and the held-out images in order (batches of 256)."""
-        return (TensorLoader(self.train_images, self.train_labels, batch_size, seed=seed),
-                TensorLoader(self.test_images, self.test_labels, 256, shuffle=False))
+        return (
+            TensorLoader(self.train_images, self.train_labels, batch_size, seed=seed),
+            TensorLoader(self.test_images, self.test_labels, 256, shuffle=False),
+        )
 
 
 def scene_images(profile: Profile, seed: int = 0, size: int = 64) -> SceneImages:
@@ -86,37 +108,72 @@ def scene_images(profile: Profile, seed: int = 0, size: int = 64) -> SceneImages
     train_images, train_labels = train_part.tensors()
     test_images, test_labels = test_part.tensors()
     if sizes["n_train"] is not None:  # a subset, the same one every run
-        train_images, train_labels = train_images[:sizes["n_train"]], train_labels[:sizes["n_train"]]
+        train_images, train_labels = train_images[: sizes["n_train"]], train_labels[: sizes["n_train"]]
     return SceneImages(data, train_part, test_part, train_images, train_labels, test_images, test_labels)
 
 
-def stage1(scenes: SceneImages, profile: Profile, latent_dim: int = 64, sigma: float = 0.1,
-           device: str | torch.device | None = None, seed: int = 0, verbose: bool = True) -> tuple[VAE, pd.DataFrame]:
+def stage1(
+    scenes: SceneImages,
+    profile: Profile,
+    latent_dim: int = 64,
+    sigma: float = 0.1,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> tuple[VAE, pd.DataFrame]:
     """Stage 1 of chapter 07: the image VAE (:data:`STAGE1_CHANNELS`) on the Gaussian ELBO with pixel noise
     ``sigma``, for the profile's epochs. Returns ``(vae, history)``."""
     train_data, test_data = scenes.loaders(profile.batch_size, seed)
     vae = image_vae(scenes.image_shape, latent_dim, STAGE1_CHANNELS)
-    history = fit(vae, train_data, ELBO(likelihood="gaussian", sigma=sigma), profile.epochs, test_data=test_data,
-                  device=device, seed=seed, verbose=verbose,
-                  checkpoint=checkpoint_path("ch07_stage1", profile.name, latent_dim=latent_dim, sigma=sigma,
-                                             n=len(scenes.train_images)))
+    history = fit(
+        vae,
+        train_data,
+        ELBO(likelihood="gaussian", sigma=sigma),
+        profile.epochs,
+        test_data=test_data,
+        device=device,
+        seed=seed,
+        verbose=verbose,
+        checkpoint=checkpoint_path(
+            "ch07_stage1", profile.name, latent_dim=latent_dim, sigma=sigma, n=len(scenes.train_images)
+        ),
+    )
     return vae, history
 
 
-def report000_stage1(scenes: SceneImages, profile: Profile, latent_dim: int = 64, report000_weighting: bool = True,
-                     sigma: float = 0.1, device: str | torch.device | None = None, seed: int = 0,
-                     verbose: bool = True) -> tuple[VAE, pd.DataFrame]:
+def report000_stage1(
+    scenes: SceneImages,
+    profile: Profile,
+    latent_dim: int = 64,
+    report000_weighting: bool = True,
+    sigma: float = 0.1,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> tuple[VAE, pd.DataFrame]:
     """Report 000's stage-1 architecture (:data:`REPORT000_CHANNELS`) for the profile's short epochs: with
     report 000's KL weighting (:func:`~course_lib.core.losses.report000_elbo`, which collapses the
     posterior) or, with ``report000_weighting=False``, with the ELBO at pixel noise ``sigma`` (chapter 07)."""
     train_data, test_data = scenes.loaders(profile.batch_size, seed)
     vae = image_vae(scenes.image_shape, latent_dim, REPORT000_CHANNELS)
     loss = report000_elbo(scenes.image_shape) if report000_weighting else ELBO(likelihood="gaussian", sigma=sigma)
-    history = fit(vae, train_data, loss, profile.short_epochs, test_data=test_data, device=device, seed=seed,
-                  verbose=verbose,
-                  checkpoint=checkpoint_path("ch07_stage1_report000_architecture", profile.name, latent_dim=latent_dim,
-                                             loss="report000" if report000_weighting else f"elbo_sigma{sigma}",
-                                             n=len(scenes.train_images)))
+    history = fit(
+        vae,
+        train_data,
+        loss,
+        profile.short_epochs,
+        test_data=test_data,
+        device=device,
+        seed=seed,
+        verbose=verbose,
+        checkpoint=checkpoint_path(
+            "ch07_stage1_report000_architecture",
+            profile.name,
+            latent_dim=latent_dim,
+            loss="report000" if report000_weighting else f"elbo_sigma{sigma}",
+            n=len(scenes.train_images),
+        ),
+    )
     return vae, history
 
 
@@ -131,30 +188,51 @@ class CaptionFeatures:
     mask: Tensor
 
 
-def caption_features(encoder: TextEncoder, captions: Sequence[Sequence[str]], per_image: int | None,
-                     seed: int = 0) -> CaptionFeatures:
+def caption_features(
+    encoder: TextEncoder, captions: Sequence[Sequence[str]], per_image: int | None, seed: int = 0
+) -> CaptionFeatures:
     """``per_image`` seeded captions of every image with their cached token features (chapter 07)."""
     texts, owner = caption_pairs(captions, per_image, seed=seed)
     features, mask = cached_token_features(encoder, texts)
     return CaptionFeatures(texts, owner, features, mask)
 
 
-def stage2(vae: VAE, encoder: TextEncoder, train: CaptionFeatures, test: CaptionFeatures, train_images: Tensor,
-           test_images: Tensor, profile: Profile, device: str | torch.device | None = None, seed: int = 0,
-           verbose: bool = True) -> tuple[TwoStageVAE, pd.DataFrame]:
+def stage2(
+    vae: VAE,
+    encoder: TextEncoder,
+    train: CaptionFeatures,
+    test: CaptionFeatures,
+    train_images: Tensor,
+    test_images: Tensor,
+    profile: Profile,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> tuple[TwoStageVAE, pd.DataFrame]:
     """Stage 2 of chapter 07: a :class:`~course_lib.models.TextToLatent` regressed onto the frozen image
     posterior means (:class:`~course_lib.core.losses.LatentRegression`, lr 1e-3) for the profile's
     stage-2 epochs. Returns ``(two_stage_model, history)``; the image VAE stays frozen."""
     latent_dim = vae.latent_dim
     train_targets, test_targets = image_posteriors(vae, train_images), image_posteriors(vae, test_images)
-    train_data = TensorLoader(pack_tokens(train.features, train.mask), train_targets[train.owner], profile.batch_size,
-                              seed=seed)
+    train_data = TensorLoader(
+        pack_tokens(train.features, train.mask), train_targets[train.owner], profile.batch_size, seed=seed
+    )
     test_data = TensorLoader(pack_tokens(test.features, test.mask), test_targets[test.owner], 256, shuffle=False)
     model = TwoStageVAE(vae, TextToLatent(encoder.dim, latent_dim))
-    history = fit(model, train_data, LatentRegression(), TWO_STAGE_SIZES[profile.name]["stage2_epochs"], lr=1e-3,
-                  test_data=test_data, device=device, seed=seed, verbose=verbose,
-                  checkpoint=checkpoint_path("ch07_stage2", profile.name, text=encoder.key, latent_dim=latent_dim,
-                                             n=len(train.texts)))
+    history = fit(
+        model,
+        train_data,
+        LatentRegression(),
+        TWO_STAGE_SIZES[profile.name]["stage2_epochs"],
+        lr=1e-3,
+        test_data=test_data,
+        device=device,
+        seed=seed,
+        verbose=verbose,
+        checkpoint=checkpoint_path(
+            "ch07_stage2", profile.name, text=encoder.key, latent_dim=latent_dim, n=len(train.texts)
+        ),
+    )
     return model.eval(), history
 
 
@@ -171,8 +249,15 @@ class TwoStage:
     model: TwoStageVAE
 
 
-def two_stage(profile: Profile, latent_dim: int = 64, sigma: float = 0.1, text_model: str = "bert",
-              device: str | torch.device | None = None, seed: int = 0, verbose: bool = False) -> TwoStage:
+def two_stage(
+    profile: Profile,
+    latent_dim: int = 64,
+    sigma: float = 0.1,
+    text_model: str = "bert",
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    verbose: bool = False,
+) -> TwoStage:
     """The whole pipeline of chapter 07 with its defaults, as chapter 08 reuses it: the scenes, stage 1,
     report 000's collapsed stage 1, the text encoder (smoke: MiniLM), the captions (one per held-out image)
     and stage 2."""
@@ -181,9 +266,11 @@ def two_stage(profile: Profile, latent_dim: int = 64, sigma: float = 0.1, text_m
     collapsed, _ = report000_stage1(scenes, profile, latent_dim, device=device, seed=seed, verbose=verbose)
     sizes = TWO_STAGE_SIZES[profile.name]
     encoder = text_encoder(sizes["text_model"] or text_model)
-    train = caption_features(encoder, scenes.train_part.captions[:len(scenes.train_images)],
-                             sizes["captions_per_image"], seed)
+    train = caption_features(
+        encoder, scenes.train_part.captions[: len(scenes.train_images)], sizes["captions_per_image"], seed
+    )
     test = caption_features(encoder, scenes.test_part.captions, 1, seed + 1)
-    model, _ = stage2(vae, encoder, train, test, scenes.train_images, scenes.test_images, profile, device, seed,
-                      verbose)
+    model, _ = stage2(
+        vae, encoder, train, test, scenes.train_images, scenes.test_images, profile, device, seed, verbose
+    )
     return TwoStage(scenes, vae, collapsed, encoder, train, test, model)

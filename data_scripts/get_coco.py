@@ -8,6 +8,7 @@ Interrupted? Run the same command again: it resumes. Every archive is checked ag
 size and SHA-1, and a second run does nothing. Offline, the course runs on synthetic COCO-format
 scenes instead (python data_scripts/make_scenes.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,12 @@ def print_layout(root: Path, names: list[str], unzip: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=None,
-                        help="folder for COCO (default: $COURSE_DATA_DIR/coco, else the course cache's coco/)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder for COCO (default: $COURSE_DATA_DIR/coco, else the course cache's coco/)",
+    )
     parser.add_argument("--train", action="store_true", help="also download train2017 (19.3 GB, 118k images)")
     parser.add_argument("--no-extract", action="store_true", help="download and verify the zips, do not unzip")
     args = parser.parse_args(argv)

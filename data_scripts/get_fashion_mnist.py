@@ -3,6 +3,7 @@
 Order: $COURSE_DATA_DIR, Debian's /usr/share/datasets/fashion-mnist, torchvision's download. If all
 fail and apt-get can be used (as root), Debian's `dataset-fashion-mnist` package is installed.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,10 @@ def try_apt_install() -> bool:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         return False
     print("Fashion-MNIST not found: installing Debian's dataset-fashion-mnist ...", flush=True)
-    for command in (["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"],
-                    ["sh", "-c", "apt-get update -q && apt-get install -y -q dataset-fashion-mnist"]):
+    for command in (
+        ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"],
+        ["sh", "-c", "apt-get update -q && apt-get install -y -q dataset-fashion-mnist"],
+    ):
         if subprocess.run(command, stdout=subprocess.DEVNULL).returncode == 0:
             return True
     return False

@@ -7,6 +7,7 @@
 Writes ROOT/{split}/*.jpg and ROOT/annotations/{captions,instances,attributes}_{split}.json.
 The same arguments always give the same files; a second run finds them and does nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=500, help="number of images (default: 500)")
     parser.add_argument("--image-size", type=image_size, default=(640, 480), help="WIDTHxHEIGHT (default: 640x480)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--defects", action="store_true",
-                        help="add a truncated JPEG, an image without captions and one without objects")
+    parser.add_argument(
+        "--defects", action="store_true", help="add a truncated JPEG, an image without captions and one without objects"
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
     args = parser.parse_args(argv)
-    write_scenes(args.root, args.split, args.n, args.image_size, args.seed, defects=args.defects,
-                 workers=args.workers)
+    write_scenes(args.root, args.split, args.n, args.image_size, args.seed, defects=args.defects, workers=args.workers)
     print(f"Next: python data_scripts/prepare_coco.py --root {args.root} --split {args.split}")
     return 0
 

@@ -6,6 +6,7 @@ The classifier is the offline feature extractor for FID/KID and the judge of con
     python data_scripts/train_classifier.py            # the full classifier (profile cpu)
     python data_scripts/train_classifier.py --profile smoke
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,9 @@ from course_lib.evaluation.classifier import classifier_path, load_or_train_clas
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu", help="cpu (default) or gpu: the full classifier; smoke: a 1-epoch one")
+    parser.add_argument(
+        "--profile", default="cpu", help="cpu (default) or gpu: the full classifier; smoke: a 1-epoch one"
+    )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     args = parser.parse_args(argv)
     started = time.perf_counter()

@@ -9,6 +9,7 @@ are executed once and the book is built once per session: ``executed`` (every ch
 ``smoke`` profile by ``python -m course_lib.instructor.execute``, as ``make book`` does) and ``book_build``
 (``jupyter-book build`` of that staged copy, with warnings as errors).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -41,8 +42,9 @@ def isolated_environment(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("COURSE_PROGRESS", "0")
     monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
-    monkeypatch.setattr(course_lib.data.images, "DEBIAN_FASHION_MNIST",
-                        tmp_path_factory.mktemp("no_debian_data") / "fashion-mnist")
+    monkeypatch.setattr(
+        course_lib.data.images, "DEBIAN_FASHION_MNIST", tmp_path_factory.mktemp("no_debian_data") / "fashion-mnist"
+    )
     yield cache
     plt.close("all")
 
@@ -75,8 +77,10 @@ def write_fashion_mnist(folder: Path, gz: bool = True, seed: int = 0) -> dict[st
     folder.mkdir(parents=True, exist_ok=True)
     splits = synthetic_fashion_mnist(seed)
     for split, (images, labels) in splits.items():
-        for name, payload in ((f"{split}-images-idx3-ubyte", idx_images(images)),
-                              (f"{split}-labels-idx1-ubyte", idx_labels(labels))):
+        for name, payload in (
+            (f"{split}-images-idx3-ubyte", idx_images(images)),
+            (f"{split}-labels-idx1-ubyte", idx_labels(labels)),
+        ):
             if gz:
                 (folder / f"{name}.gz").write_bytes(gzip.compress(payload))
             else:
@@ -114,9 +118,22 @@ def smoke_env(tmp_path_factory) -> dict[str, str]:
 def executed(tmp_path_factory, smoke_env) -> Path:
     """Execute every chapter once with papermill under the smoke profile, as `make book` does."""
     out = tmp_path_factory.mktemp("executed")
-    result = subprocess.run([sys.executable, "-m", "course_lib.instructor.execute", "--profile", "smoke", "--out", str(out),
-                             *[str(p.relative_to(REPO)) for p in CHAPTERS]],
-                            cwd=REPO, env=smoke_env, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "course_lib.instructor.execute",
+            "--profile",
+            "smoke",
+            "--out",
+            str(out),
+            *[str(p.relative_to(REPO)) for p in CHAPTERS],
+        ],
+        cwd=REPO,
+        env=smoke_env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, f"chapters failed under smoke:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return out
 
@@ -128,9 +145,22 @@ def book_build(executed, smoke_env) -> SimpleNamespace:
     Returns ``result`` (the finished ``jupyter-book build``, checked by
     ``test_book_builds_from_executed_chapters``) and ``html``, the built site.
     """
-    result = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(executed),
-                             "--path-output", str(executed), "--warningiserror", "--nitpick", "--keep-going"],
-                            cwd=REPO, env=smoke_env, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("jupyter-book")),
+            "build",
+            str(executed),
+            "--path-output",
+            str(executed),
+            "--warningiserror",
+            "--nitpick",
+            "--keep-going",
+        ],
+        cwd=REPO,
+        env=smoke_env,
+        capture_output=True,
+        text=True,
+    )
     return SimpleNamespace(result=result, html=executed / "_build" / "html")
 
 

@@ -1,5 +1,6 @@
 """The latent-analysis helpers of chapter 08 on data with known structure: well-separated blobs must
 score close to 1, shuffled labels close to chance (1 / classes), so every check can fail."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -81,8 +82,7 @@ def test_trustworthiness_is_one_for_the_data_itself_and_low_for_noise(blobs):
 def test_som_is_seeded(blobs, som):
     again = train_som(blobs[0], ROWS, COLS, iterations=2000, seed=0)
     np.testing.assert_array_equal(again.get_weights(), som.get_weights())
-    assert not np.array_equal(train_som(blobs[0], ROWS, COLS, iterations=2000, seed=1).get_weights(),
-                              som.get_weights())
+    assert not np.array_equal(train_som(blobs[0], ROWS, COLS, iterations=2000, seed=1).get_weights(), som.get_weights())
 
 
 def test_som_quantization_error_is_close_to_kmeans_with_as_many_units(blobs, som):

@@ -1,5 +1,6 @@
 """The layout of course_lib: one-way layers (the import-linter contracts in pyproject.toml), no import
 cycle, docstrings that name their chapter, and no chapter that spells another chapter's checkpoint."""
+
 from __future__ import annotations
 
 import ast
@@ -62,9 +63,14 @@ def test_no_import_cycle_between_modules():
     """Function-level imports count too (grimp sees them): a circle hidden inside a function is still one."""
     graph = grimp.build_graph("course_lib")
     modules = {m for m in graph.modules if m.startswith("course_lib")}
-    edges = {m: {other for other in graph.find_modules_directly_imported_by(m) if other in modules
-                 and not m.startswith(other + ".")}  # a module importing its own package's __init__ is no cycle
-             for m in modules}
+    edges = {
+        m: {
+            other
+            for other in graph.find_modules_directly_imported_by(m)
+            if other in modules and not m.startswith(other + ".")
+        }  # a module importing its own package's __init__ is no cycle
+        for m in modules
+    }
     assert strongly_connected(edges) == []
 
 
@@ -82,14 +88,20 @@ def public_definitions():
 
 
 def test_every_module_says_what_it_is_for():
-    missing = [str(path.relative_to(REPO)) for path, name, node in public_definitions()
-               if name is None and not ast.get_docstring(node)]
+    missing = [
+        str(path.relative_to(REPO))
+        for path, name, node in public_definitions()
+        if name is None and not ast.get_docstring(node)
+    ]
     assert missing == []
 
 
 def test_every_public_function_and_class_names_its_chapter():
-    missing = [f"{path.relative_to(REPO)}: {name}" for path, name, node in public_definitions()
-               if name is not None and not CHAPTER_REFERENCE.search(ast.get_docstring(node) or "")]
+    missing = [
+        f"{path.relative_to(REPO)}: {name}"
+        for path, name, node in public_definitions()
+        if name is not None and not CHAPTER_REFERENCE.search(ast.get_docstring(node) or "")
+    ]
     assert missing == [], "name the chapter (e.g. 'chapter 04') in these docstrings"
 
 
@@ -102,6 +114,8 @@ def chapter_code(notebook: Path) -> str:
 def test_a_chapter_spells_only_its_own_checkpoint_names(notebook):
     own = f"ch{notebook.name[:2]}_"
     names = re.findall(r"""checkpoint_path\(\s*f?["']([^"']+)["']""", chapter_code(notebook))
-    assert all(name.startswith(own) for name in names), f"{notebook.name} names {names}: reuse through course_lib.recipes"
+    assert all(name.startswith(own) for name in names), (
+        f"{notebook.name} names {names}: reuse through course_lib.recipes"
+    )
     others = sorted(set(re.findall(r"\bch\d\d_[a-z0-9_]+", chapter_code(notebook))) - set(names))
     assert [name for name in others if not name.startswith(own)] == []

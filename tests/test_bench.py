@@ -1,4 +1,5 @@
 """The throughput benchmark runs end to end (on tiny synthetic data) and prints its ratios."""
+
 import re
 
 from course_lib.instructor import bench
@@ -6,8 +7,9 @@ from course_lib.instructor import bench
 
 def test_bench_prints_samples_per_second_and_ratios(fake_fashion_mnist, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_DATA_DIR", str(fake_fashion_mnist))
-    bench.main(["--device", "cpu", "--steps", "3", "--warmup", "1", "--rounds", "1", "--workers", "0",
-                "--batch-size", "8"])
+    bench.main(
+        ["--device", "cpu", "--steps", "3", "--warmup", "1", "--rounds", "1", "--workers", "0", "--batch-size", "8"]
+    )
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith(("MLP VAE", "conv VAE"))]
     assert len(rows) == 2

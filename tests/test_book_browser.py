@@ -14,6 +14,7 @@ where apt-get is usable). Without Chromium the test is skipped and says how to g
 hosts are resolved to nothing (``--host-resolver-rules``), so the test never waits on the network:
 MathJax, loaded from a CDN, does not typeset in the screenshots.
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,10 +35,21 @@ SCREENSHOTS = REPO / "_build" / "screenshots"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 # The flags a sandboxed, offline machine needs (Chromium otherwise keeps calling home), and a
 # window the width of a laptop screen.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost", "--window-size=1280,900"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+    "--window-size=1280,900",
+]
 SCREENSHOT_MAX_HEIGHT = 12000  # CSS pixels of a long chapter kept in its screenshot (at half scale)
 
 PAGE_REPORT = """(async () => {
@@ -84,8 +96,12 @@ class Chromium:
 
         self.process = subprocess.Popen(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=as_fds_3_and_4, pass_fds=(3, 4))
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=as_fds_3_and_4,
+            pass_fds=(3, 4),
+        )
         os.close(to_browser_r)
         os.close(from_browser_w)
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
@@ -144,13 +160,17 @@ class Chromium:
         The window is made as tall as the page for the shot (``captureBeyondViewport`` on long
         pages shifted the layout sideways), then set back.
         """
-        self.send("Emulation.setDeviceMetricsOverride", width=1280, height=min(height, SCREENSHOT_MAX_HEIGHT),
-                  deviceScaleFactor=0.5, mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=1280,
+            height=min(height, SCREENSHOT_MAX_HEIGHT),
+            deviceScaleFactor=0.5,
+            mobile=False,
+        )
         try:
             data = self.send("Page.captureScreenshot", format="png")["data"]
         finally:
-            self.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1,
-                      mobile=False)
+            self.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
         path.write_bytes(base64.b64decode(data))
 
     def close(self) -> None:
@@ -190,8 +210,10 @@ def toc_documents(book_root: Path) -> list[str]:
 def browser(tmp_path_factory):
     binary = find_chromium()
     if binary is None:
-        pytest.skip("headless Chromium not found: install Debian's chromium (`apt-get install chromium`; "
-                    ".ci/run does it where apt-get is usable) or set CHROMIUM=/path/to/chromium")
+        pytest.skip(
+            "headless Chromium not found: install Debian's chromium (`apt-get install chromium`; "
+            ".ci/run does it where apt-get is usable) or set CHROMIUM=/path/to/chromium"
+        )
     chromium = Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
     yield chromium
     chromium.close()

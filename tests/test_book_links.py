@@ -4,6 +4,7 @@ citations resolve against book/references.bib; the execution page lists every ch
 The fast tests read the sources only. The ``book`` tests read the smoke book that the session
 fixture ``book_build`` (conftest.py) builds once.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,11 +21,15 @@ from course_lib.instructor import repository as repo_tool
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "chapters").glob("[0-9][0-9]_*.ipynb"))
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
-COLAB_LINK = re.compile(r"^https://colab\.research\.google\.com/github/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
-                        r"/blob/(?P<branch>[^/]+)/(?P<path>.+\.ipynb)$")
+COLAB_LINK = re.compile(
+    r"^https://colab\.research\.google\.com/github/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+    r"/blob/(?P<branch>[^/]+)/(?P<path>.+\.ipynb)$"
+)
 # Written here independently of course_lib.instructor.repository, so the test does not trust the code it checks.
-INSTALL = re.compile(r"git\+https://github\.com/(?P<owner>[^/\s\"']+)/(?P<repo>[^/@\s\"']+?)(?:\.git)?"
-                     r"(?:@(?P<ref>[^\s\"'#]+))?[\"'\s]")
+INSTALL = re.compile(
+    r"git\+https://github\.com/(?P<owner>[^/\s\"']+)/(?P<repo>[^/@\s\"']+?)(?:\.git)?"
+    r"(?:@(?P<ref>[^\s\"'#]+))?[\"'\s]"
+)
 CITATION = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 
 
@@ -32,14 +37,18 @@ def configured() -> dict[str, str]:
     """owner, repo, branch and path_to_book as _config.yml gives them."""
     section = CONFIG["repository"]
     owner, name = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)/?", section["url"]).groups()
-    return {"owner": owner, "repo": name, "branch": section["branch"],
-            "path_to_book": (section.get("path_to_book") or "").strip("/")}
+    return {
+        "owner": owner,
+        "repo": name,
+        "branch": section["branch"],
+        "path_to_book": (section.get("path_to_book") or "").strip("/"),
+    }
 
 
 def install_cell_source(notebook: Path) -> str:
     nb = nbformat.read(notebook, as_version=4)
     cells = [cell for cell in nb.cells if cell.cell_type == "code" and "google.colab" in cell.source]
-    assert cells, f"{notebook.name}: no Colab install cell (a code cell testing `\"google.colab\" in sys.modules`)"
+    assert cells, f'{notebook.name}: no Colab install cell (a code cell testing `"google.colab" in sys.modules`)'
     assert nb.cells.index(cells[0]) <= 1, f"{notebook.name}: the Colab install cell must come first"
     return cells[0].source
 
@@ -57,11 +66,15 @@ def test_install_cell_installs_from_the_configured_repository(notebook):
     assert targets, f"{notebook.name}: the install cell has no git+https://github.com/... address"
     expected = configured()
     for target in targets:
-        assert (target["owner"], target["repo"], target["ref"]) == (expected["owner"], expected["repo"],
-                                                                     expected["branch"]), (
+        assert (target["owner"], target["repo"], target["ref"]) == (
+            expected["owner"],
+            expected["repo"],
+            expected["branch"],
+        ), (
             f"{notebook.name} installs from {target['owner']}/{target['repo']}@{target['ref'] or '<default branch>'}, but _config.yml "
             f"names {expected['owner']}/{expected['repo']}@{expected['branch']}: run "
-            f"`python -m course_lib.instructor.repository --sync`")
+            f"`python -m course_lib.instructor.repository --sync`"
+        )
 
 
 def test_repository_tool_agrees_with_the_config():
@@ -70,7 +83,8 @@ def test_repository_tool_agrees_with_the_config():
     assert (tool.owner, tool.name, tool.branch) == (expected["owner"], expected["repo"], expected["branch"])
     assert tool.colab_url("chapters/01_autoencoders.ipynb") == (
         f"https://colab.research.google.com/github/{expected['owner']}/{expected['repo']}/blob/"
-        f"{expected['branch']}/chapters/01_autoencoders.ipynb")
+        f"{expected['branch']}/chapters/01_autoencoders.ipynb"
+    )
 
 
 def test_repository_tool_syncs_a_fork(tmp_path):
@@ -97,8 +111,10 @@ def test_citations_resolve_and_the_references_page_is_in_the_toc():
         nb = nbformat.read(notebook, as_version=4)
         sources[notebook.name] = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     sources = {name: re.sub(r"``.*?``", "", text) for name, text in sources.items()}  # examples in inline code
-    unknown = {name: sorted({key.strip() for keys_ in CITATION.findall(text) for key in keys_.split(",")} - keys)
-               for name, text in sources.items()}
+    unknown = {
+        name: sorted({key.strip() for keys_ in CITATION.findall(text) for key in keys_.split(",")} - keys)
+        for name, text in sources.items()
+    }
     assert not any(unknown.values()), f"citations missing from book/references.bib: {unknown}"
     cited = {name for name, text in sources.items() if CITATION.search(text)}
     assert {"02_vae.ipynb", "04_cvae.ipynb"} <= cited
@@ -126,14 +142,16 @@ def page_links(page: Path) -> list[str]:
 @pytest.mark.book
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
 def test_colab_button_opens_the_chapter_notebook(built_html, notebook):
-    links = [link for link in page_links(built_html / "chapters" / f"{notebook.stem}.html")
-             if link.startswith("https://colab.research.google.com")]
+    links = [
+        link
+        for link in page_links(built_html / "chapters" / f"{notebook.stem}.html")
+        if link.startswith("https://colab.research.google.com")
+    ]
     assert len(set(links)) == 1, f"{notebook.stem}: expected one Colab link, found {links}"
     match = COLAB_LINK.match(links[0])
     assert match, f"{notebook.stem}: malformed Colab link {links[0]}"
     expected = configured()
-    assert (match["owner"], match["repo"], match["branch"]) == (expected["owner"], expected["repo"],
-                                                                expected["branch"])
+    assert (match["owner"], match["repo"], match["branch"]) == (expected["owner"], expected["repo"], expected["branch"])
     in_book = notebook.relative_to(REPO).as_posix()
     assert match["path"] == (f"{expected['path_to_book']}/{in_book}" if expected["path_to_book"] else in_book)
     assert (REPO / match["path"]).is_file(), f"{match['path']} does not exist in the repository"

@@ -1,5 +1,6 @@
 """Exercise checks: references pass, wrong answers fail with a message that helps, unfinished
 exercises fall back to the reference, and every result is recorded for the grader."""
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,8 @@ def test_an_unfinished_exercise_says_so_and_returns_the_reference(capsys):
     assert check("2.1", my_kl) is EXERCISES["2.1"].reference
     assert checks.results["2.1"] == "not done"
     assert capsys.readouterr().out.startswith(
-        "Exercise 2.1 is not done yet: the rest of the notebook uses the library's reference implementation")
+        "Exercise 2.1 is not done yet: the rest of the notebook uses the library's reference implementation"
+    )
 
 
 def _reparameterize_with_one_noise_per_dimension(mu, logvar):
@@ -47,36 +49,71 @@ def _reparameterize_with_one_noise_per_dimension(mu, logvar):
 
 
 WRONG_ANSWERS = {
-    "KL summed over the batch too": ("2.1", lambda mu, logvar: 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(),
-                                     ["'random mu and logvar, 8 images x 5 dimensions'",
-                                      "expected shape [8], got shape []"]),
-    "KL without the 1/2": ("2.1", lambda mu, logvar: (mu ** 2 + logvar.exp() - 1 - logvar).sum(1),
-                           ["the values differ", "expected: [", "got:      ["]),
-    "loss summed over the batch": ("1.1", lambda logits, x: torch.nn.functional.binary_cross_entropy_with_logits(
-        logits, x, reduction="sum"), ["the values differ", "expected: 633.", "got:      1013"]),
-    "variance used as standard deviation": ("2.2", lambda mu, logvar: mu + logvar.exp() * torch.randn_like(mu),
-                                            ["standard deviation is not exp(0.5 * logvar)", "std over the batch"]),
-    "sample without gradients": ("2.2", lambda mu, logvar: torch.normal(mu, (0.5 * logvar).exp()).detach(),
-                                 ["no gradient reaches mu"]),
-    "sample without mu": ("2.2", lambda mu, logvar: torch.exp(0.5 * logvar) * torch.randn_like(mu),
-                          ["no gradient reaches mu"]),
+    "KL summed over the batch too": (
+        "2.1",
+        lambda mu, logvar: 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(),
+        ["'random mu and logvar, 8 images x 5 dimensions'", "expected shape [8], got shape []"],
+    ),
+    "KL without the 1/2": (
+        "2.1",
+        lambda mu, logvar: (mu**2 + logvar.exp() - 1 - logvar).sum(1),
+        ["the values differ", "expected: [", "got:      ["],
+    ),
+    "loss summed over the batch": (
+        "1.1",
+        lambda logits, x: torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="sum"),
+        ["the values differ", "expected: 633.", "got:      1013"],
+    ),
+    "variance used as standard deviation": (
+        "2.2",
+        lambda mu, logvar: mu + logvar.exp() * torch.randn_like(mu),
+        ["standard deviation is not exp(0.5 * logvar)", "std over the batch"],
+    ),
+    "sample without gradients": (
+        "2.2",
+        lambda mu, logvar: torch.normal(mu, (0.5 * logvar).exp()).detach(),
+        ["no gradient reaches mu"],
+    ),
+    "sample without mu": (
+        "2.2",
+        lambda mu, logvar: torch.exp(0.5 * logvar) * torch.randn_like(mu),
+        ["no gradient reaches mu"],
+    ),
     "one standard deviation for all dimensions (caught by a hidden case)": (
-        "2.2", lambda mu, logvar: mu + torch.exp(0.5 * logvar).mean() * torch.randn_like(mu),
-        ["'mu = [1, -2, 0.5] and standard deviations [0.5, 1, 3]'", "standard deviation is not"]),
+        "2.2",
+        lambda mu, logvar: mu + torch.exp(0.5 * logvar).mean() * torch.randn_like(mu),
+        ["'mu = [1, -2, 0.5] and standard deviations [0.5, 1, 3]'", "standard deviation is not"],
+    ),
     "samples shifted away from mu": (
-        "2.2", lambda mu, logvar: mu + 0.5 + torch.exp(0.5 * logvar) * torch.randn_like(mu),
-        ["not centred on mu"]),
-    "one noise value per dimension for the whole batch": ("2.2", _reparameterize_with_one_noise_per_dimension,
-                                                          ["standard deviation is not"]),
-    "integer one-hot vectors": ("4.1", lambda labels, k: torch.nn.functional.one_hot(labels, k),
-                                ["expected a floating-point tensor, got dtype torch.int64"]),
+        "2.2",
+        lambda mu, logvar: mu + 0.5 + torch.exp(0.5 * logvar) * torch.randn_like(mu),
+        ["not centred on mu"],
+    ),
+    "one noise value per dimension for the whole batch": (
+        "2.2",
+        _reparameterize_with_one_noise_per_dimension,
+        ["standard deviation is not"],
+    ),
+    "integer one-hot vectors": (
+        "4.1",
+        lambda labels, k: torch.nn.functional.one_hot(labels, k),
+        ["expected a floating-point tensor, got dtype torch.int64"],
+    ),
     "ten classes hard-coded (caught by a hidden case)": (
-        "4.1", lambda labels, k: torch.nn.functional.one_hot(labels, 10).float(),
-        ["'k = 3, labels [2, 1, 0, 0]'", "expected shape [4, 3], got shape [4, 10]"]),
-    "nats per dimension, not bits": ("3.1", lambda nats, shape: nats / math.prod(shape),
-                                     ["expected 0.999582, got 0.692857", "hint:     divide"]),
-    "a function that raises": ("4.1", lambda labels, k: torch.zeros(len(labels), k)[labels.max() + 1],
-                               ["your function raised IndexError"]),
+        "4.1",
+        lambda labels, k: torch.nn.functional.one_hot(labels, 10).float(),
+        ["'k = 3, labels [2, 1, 0, 0]'", "expected shape [4, 3], got shape [4, 10]"],
+    ),
+    "nats per dimension, not bits": (
+        "3.1",
+        lambda nats, shape: nats / math.prod(shape),
+        ["expected 0.999582, got 0.692857", "hint:     divide"],
+    ),
+    "a function that raises": (
+        "4.1",
+        lambda labels, k: torch.zeros(len(labels), k)[labels.max() + 1],
+        ["your function raised IndexError"],
+    ),
     "a function that returns nothing": ("3.1", lambda nats, shape: None, ["returned None (did you forget `return`?)"]),
 }
 

@@ -1,6 +1,7 @@
 """Chapter 04's metrics: the course classifier (loss, caching), FID/KID in a pluggable feature space,
 the FID floors and conditional accuracy. FID tests use a tiny random-weight classifier; nothing here
 needs the real data, Inception weights or the network."""
+
 from __future__ import annotations
 
 import urllib.error
@@ -39,7 +40,7 @@ def object_images(n: int, seed: int) -> torch.Tensor:
     sizes = torch.randint(8, 15, (n, 2), generator=generator)
     brightness = 0.5 + 0.5 * torch.rand(n, generator=generator)
     for image, (row, col), (height, width), value in zip(images, corners.tolist(), sizes.tolist(), brightness):
-        image[0, row:row + height, col:col + width] = value
+        image[0, row : row + height, col : col + width] = value
     return images
 
 
@@ -135,8 +136,9 @@ def test_corrupt_or_foreign_classifier_cache_raises(fake_fashion_mnist, monkeypa
 def test_identical_sets_have_zero_fid_and_kid(tiny_classifier):
     real = object_images(300, seed=1)
     same = fid_kid(real, real.clone(), tiny_classifier, batch_size=128, device="cpu", kid_subset_size=100)
-    noise = fid_kid(real, torch.rand(300, 1, 28, 28), tiny_classifier, batch_size=128, device="cpu",
-                    kid_subset_size=100)
+    noise = fid_kid(
+        real, torch.rand(300, 1, 28, 28), tiny_classifier, batch_size=128, device="cpu", kid_subset_size=100
+    )
     assert noise["fid"] > 0 and noise["kid_mean"] > 0
     assert abs(same["fid"]) < 1e-4 * noise["fid"]  # only rounding error left
     # KID's subsets of two copies of one set share images, so it is near 0, not exactly 0.
@@ -148,8 +150,9 @@ def test_blur_raises_fid_and_noise_raises_it_much_more(tiny_classifier):
     floors = fid_floors(train, test, tiny_classifier, batch_size=128, device="cpu", kid_subset_size=100)
     assert set(floors) == {"real train vs real test", "blurred test vs real test"}
     same_distribution, blurred = floors["real train vs real test"], floors["blurred test vs real test"]
-    noise = fid_kid(test, torch.rand(300, 1, 28, 28), tiny_classifier, batch_size=128, device="cpu",
-                    kid_subset_size=100)
+    noise = fid_kid(
+        test, torch.rand(300, 1, 28, 28), tiny_classifier, batch_size=128, device="cpu", kid_subset_size=100
+    )
     assert blurred["fid"] > 3 * same_distribution["fid"] > 0
     assert blurred["kid_mean"] > 3 * same_distribution["kid_mean"]
     assert noise["fid"] > 2 * blurred["fid"]
@@ -204,8 +207,9 @@ def test_inception_without_torch_fidelity_says_what_to_install(monkeypatch):
 def test_conditional_accuracy_overall_and_per_class():
     requested = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
     predicted = [0, 0, 0, 5, 1, 0, 2, 2, 2, 2]  # one miss for class 0, one for class 1
-    overall, per_class = conditional_accuracy(Logits(), images_predicted_as(predicted), requested,
-                                              class_names=[f"c{i}" for i in range(10)], batch_size=3)
+    overall, per_class = conditional_accuracy(
+        Logits(), images_predicted_as(predicted), requested, class_names=[f"c{i}" for i in range(10)], batch_size=3
+    )
     assert overall == pytest.approx(0.8)
     expected = pd.Series([0.75, 0.5, 1.0], index=pd.Index(["c0", "c1", "c2"], name="requested class"), name="accuracy")
     pd.testing.assert_series_equal(per_class, expected)
@@ -252,17 +256,23 @@ def tiny_clip_folder(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("tiny_clip")
     characters = sorted(ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(characters + [c + "</w>" for c in characters]
-                                                + ["<|startoftext|>", "<|endoftext|>"])}
+    vocab = {
+        token: i
+        for i, token in enumerate(characters + [c + "</w>" for c in characters] + ["<|startoftext|>", "<|endoftext|>"])
+    }
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     tower = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    special = dict(bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-                   pad_token_id=vocab["<|endoftext|>"])  # the text tower pools at the first end token
-    config = CLIPConfig(text_config=dict(tower, vocab_size=len(vocab), max_position_embeddings=77, **special),
-                        vision_config=dict(tower, image_size=32, patch_size=8), projection_dim=16)
+    special = dict(
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]
+    )  # the text tower pools at the first end token
+    config = CLIPConfig(
+        text_config=dict(tower, vocab_size=len(vocab), max_position_embeddings=77, **special),
+        vision_config=dict(tower, image_size=32, patch_size=8),
+        projection_dim=16,
+    )
     torch.manual_seed(0)
     model = CLIPModel(config)
     with torch.no_grad():  # embeddings in a common positive cone: cosines > 0, which CLIP score does not clip to 0
@@ -286,9 +296,13 @@ def test_clip_score_loads_a_local_clip_and_matches_clip_itself(tiny_clip_folder)
     assert score == pytest.approx(clip_score(images, captions, model_name=str(tiny_clip_folder), batch_size=5))
     assert score != pytest.approx(clip_score(images, captions[::-1], model_name=str(tiny_clip_folder)))
     # The reference: CLIP's own forward pass, 100 * max(cos, 0) per pair, averaged (Hessel et al., 2021).
-    model, processor = CLIPModel.from_pretrained(tiny_clip_folder).eval(), CLIPProcessor.from_pretrained(tiny_clip_folder)
-    inputs = processor(text=captions, images=list((images * 255).round().to(torch.uint8)), return_tensors="pt",
-                       padding=True)
+    model, processor = (
+        CLIPModel.from_pretrained(tiny_clip_folder).eval(),
+        CLIPProcessor.from_pretrained(tiny_clip_folder),
+    )
+    inputs = processor(
+        text=captions, images=list((images * 255).round().to(torch.uint8)), return_tensors="pt", padding=True
+    )
     with torch.no_grad():
         output = model(**inputs)
     expected = (100 * F.cosine_similarity(output.image_embeds, output.text_embeds).clamp(min=0)).mean()

@@ -1,4 +1,5 @@
 """The COCO loader and prepare step, run on synthetic scenes in COCO's format (and a hand-written COCO file)."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -25,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> Path:
     """48 scenes at 160x120: two greyscale, one truncated JPEG, one without captions, one without objects."""
-    return write_scenes(tmp_path_factory.mktemp("scenes"), "val2017", N, SIZE, seed=5, greyscale_fraction=0.05,
-                        defects=True)
+    return write_scenes(
+        tmp_path_factory.mktemp("scenes"), "val2017", N, SIZE, seed=5, greyscale_fraction=0.05, defects=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,24 +64,51 @@ def write_coco(root: Path, images: list[int], captions: dict[int, list[str]], in
     """A minimal COCO split 'val2017'; ``instances`` are (id, image id, category id, area, iscrowd)."""
     (root / "annotations").mkdir(parents=True)
     image_list = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 64, "height": 48} for i in images]
-    categories = [{"id": 1, "name": "person", "supercategory": "person"},
-                  {"id": 2, "name": "car", "supercategory": "vehicle"},
-                  {"id": 3, "name": "dog", "supercategory": "animal"}]
-    caption_anns = [{"id": 100 * i + k, "image_id": i, "caption": text}
-                    for i, texts in captions.items() for k, text in enumerate(texts)]
-    instance_anns = [{"id": a, "image_id": i, "category_id": c, "area": area, "iscrowd": crowd,
-                      "bbox": [0, 0, 1, 1], "segmentation": [[0, 0, 1, 0, 1, 1]]} for a, i, c, area, crowd in instances]
-    files = {"captions": {"images": image_list, "annotations": caption_anns},
-             "instances": {"images": image_list, "annotations": instance_anns, "categories": categories}}
+    categories = [
+        {"id": 1, "name": "person", "supercategory": "person"},
+        {"id": 2, "name": "car", "supercategory": "vehicle"},
+        {"id": 3, "name": "dog", "supercategory": "animal"},
+    ]
+    caption_anns = [
+        {"id": 100 * i + k, "image_id": i, "caption": text}
+        for i, texts in captions.items()
+        for k, text in enumerate(texts)
+    ]
+    instance_anns = [
+        {
+            "id": a,
+            "image_id": i,
+            "category_id": c,
+            "area": area,
+            "iscrowd": crowd,
+            "bbox": [0, 0, 1, 1],
+            "segmentation": [[0, 0, 1, 0, 1, 1]],
+        }
+        for a, i, c, area, crowd in instances
+    ]
+    files = {
+        "captions": {"images": image_list, "annotations": caption_anns},
+        "instances": {"images": image_list, "annotations": instance_anns, "categories": categories},
+    }
     for kind, content in files.items():
         (root / "annotations" / f"{kind}_val2017.json").write_text(json.dumps(content))
     return root
 
 
 def test_rule_ignores_crowds_breaks_ties_by_id_and_handles_images_without_instances(tmp_path):
-    root = write_coco(tmp_path, [1, 2, 3, 4], {1: ["a dog", "  "], 2: ["empty road"], 3: ["cars"]},
-                      [(10, 1, 1, 40.0, 0), (11, 1, 2, 900.0, 1), (12, 1, 3, 50.0, 0),
-                       (20, 3, 2, 30.0, 0), (19, 3, 1, 30.0, 0), (40, 4, 3, 99.0, 0)])
+    root = write_coco(
+        tmp_path,
+        [1, 2, 3, 4],
+        {1: ["a dog", "  "], 2: ["empty road"], 3: ["cars"]},
+        [
+            (10, 1, 1, 40.0, 0),
+            (11, 1, 2, 900.0, 1),
+            (12, 1, 3, 50.0, 0),
+            (20, 3, 2, 30.0, 0),
+            (19, 3, 1, 30.0, 0),
+            (40, 4, 3, 99.0, 0),
+        ],
+    )
     found = coco.load_annotations(root, "val2017")
     labels = {image.image_id: image.supercategory for image in found.images}
     assert labels == {1: "animal", 2: "none", 3: "person"}  # 4 has no caption: no label at all
@@ -188,8 +217,9 @@ def test_prepared_pixels_show_the_recorded_colour_of_the_main_object(prepared, s
     instances = COCO(str(scenes / "annotations" / "instances_val2017.json"))
     checked = 0
     for part in all_parts(out).values():
-        assert part.main_object("colour") == [r["objects"][0]["colour"] if r["objects"] else "none"
-                                              for r in part.attributes]
+        assert part.main_object("colour") == [
+            r["objects"][0]["colour"] if r["objects"] else "none" for r in part.attributes
+        ]
         for row, record in enumerate(part.attributes):
             if record["greyscale"] or not record["objects"]:
                 continue

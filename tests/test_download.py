@@ -3,6 +3,7 @@
 No test touches the network: files are served from 127.0.0.1 by a tiny HTTP server that honours
 ``Range`` (or ignores it on request) and can drop the connection part-way, like a flaky link.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,9 @@ class FakeServer:
     def remote(self, name: str, data: bytes, size: int | None = None, sha1: str | None = None) -> RemoteFile:
         """Serve ``data`` as ``/name`` and describe it (with a wrong size or SHA-1 if given)."""
         self.files[f"/{name}"] = data
-        return RemoteFile(name, f"{self.base_url}/{name}", len(data) if size is None else size,
-                          sha1 or hashlib.sha1(data).hexdigest())
+        return RemoteFile(
+            name, f"{self.base_url}/{name}", len(data) if size is None else size, sha1 or hashlib.sha1(data).hexdigest()
+        )
 
 
 def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
@@ -71,7 +73,7 @@ def make_handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             sent = body[start:]
             if state.cut_after is not None:  # promise everything, send a part, hang up
-                sent, state.cut_after = sent[:state.cut_after], None
+                sent, state.cut_after = sent[: state.cut_after], None
             self.wfile.write(sent)
 
         def log_message(self, *args) -> None:  # keep pytest's output clean
@@ -240,10 +242,12 @@ def test_extract_unzips_once(tmp_path):
 @pytest.mark.parametrize("damage", ["not a zip", "truncated", "bad member"])
 def test_corrupt_zip_raises_clearly(tmp_path, damage):
     good = zip_bytes({"val2017/1.jpg": random.Random(1).randbytes(5_000)})
-    data = {"not a zip": b"<html>captive portal</html>",
-            "truncated": good[: len(good) // 2],
-            # flip a byte in the compressed data of the member: the zip opens, its CRC check fails
-            "bad member": good[:100] + bytes([good[100] ^ 0xFF]) + good[101:]}[damage]
+    data = {
+        "not a zip": b"<html>captive portal</html>",
+        "truncated": good[: len(good) // 2],
+        # flip a byte in the compressed data of the member: the zip opens, its CRC check fails
+        "bad member": good[:100] + bytes([good[100] ^ 0xFF]) + good[101:],
+    }[damage]
     archive = tmp_path / "val2017.zip"
     archive.write_bytes(data)
     with pytest.raises(DownloadError, match="is not a valid zip archive.*Delete it"):
@@ -257,13 +261,17 @@ def test_corrupt_zip_raises_clearly(tmp_path, damage):
 @pytest.fixture
 def fake_coco(server, monkeypatch) -> FakeServer:
     """COCO_FILES pointed at tiny archives on the fake server; train2017 points at a closed port."""
-    archives = {"val2017.zip": zip_bytes({"val2017/000000000139.jpg": b"jpeg"}),
-                "annotations_trainval2017.zip": zip_bytes({
-                    "annotations/captions_val2017.json": b"{}", "annotations/instances_val2017.json": b"{}"})}
+    archives = {
+        "val2017.zip": zip_bytes({"val2017/000000000139.jpg": b"jpeg"}),
+        "annotations_trainval2017.zip": zip_bytes(
+            {"annotations/captions_val2017.json": b"{}", "annotations/instances_val2017.json": b"{}"}
+        ),
+    }
     for name, data in archives.items():
         monkeypatch.setitem(COCO_FILES, name, server.remote(name, data))
-    monkeypatch.setitem(COCO_FILES, "train2017.zip",
-                        RemoteFile("train2017.zip", closed_port_url("train2017.zip"), 10, "0" * 40))
+    monkeypatch.setitem(
+        COCO_FILES, "train2017.zip", RemoteFile("train2017.zip", closed_port_url("train2017.zip"), 10, "0" * 40)
+    )
     return server
 
 

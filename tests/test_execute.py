@@ -1,4 +1,5 @@
 """The headless chapter runner's helpers: failure messages and staging the book sources."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,9 @@ class FakePapermillError(Exception):
 def test_failure_summary_names_notebook_and_cell():
     error = FakePapermillError(7, "ValueError", "Expected an image batch of shape [B, 1, 28, 28]")
     summary = failure_summary(Path("chapters/02_vae.ipynb"), error)
-    assert summary == ("FAILED chapters/02_vae.ipynb: cell In [7] raised ValueError: "
-                       "Expected an image batch of shape [B, 1, 28, 28]")
+    assert summary == (
+        "FAILED chapters/02_vae.ipynb: cell In [7] raised ValueError: Expected an image batch of shape [B, 1, 28, 28]"
+    )
 
 
 def test_failure_summary_of_an_error_without_cell_information():
@@ -96,12 +98,26 @@ def test_execution_page_lists_chapters_with_links_and_the_machine(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: chapters/01_ae\n")
-    report = pd.DataFrame([
-        {"chapter": "chapters/01_ae.ipynb", "profile": "smoke", "seconds": 12.34, "of_budget": 0.21,
-         "status": "ok", "output": "chapters/01_ae.ipynb"},
-        {"chapter": "chapters/99_new.ipynb", "profile": "smoke", "seconds": 3.0, "of_budget": float("nan"),
-         "status": "failed", "output": "chapters/99_new.ipynb"},
-    ])
+    report = pd.DataFrame(
+        [
+            {
+                "chapter": "chapters/01_ae.ipynb",
+                "profile": "smoke",
+                "seconds": 12.34,
+                "of_budget": 0.21,
+                "status": "ok",
+                "output": "chapters/01_ae.ipynb",
+            },
+            {
+                "chapter": "chapters/99_new.ipynb",
+                "profile": "smoke",
+                "seconds": 3.0,
+                "of_budget": float("nan"),
+                "status": "failed",
+                "output": "chapters/99_new.ipynb",
+            },
+        ]
+    )
     machine = {"date": "2026-01-01 00:00 UTC", "machine": "Linux x86_64, 2 CPU cores", "device": "CPU only"}
     page = write_execution_page(out, report, machine).read_text()
     assert page.startswith("# Execution report\n")
@@ -125,13 +141,17 @@ def test_budget_summary_names_chapters_over_budget_without_failing():
     from course_lib.core.profiles import get_profile
     from course_lib.instructor.execute import budget_summary
 
-    report = pd.DataFrame([
-        {"chapter": "chapters/01_ae.ipynb", "seconds": 30.0, "of_budget": 0.5},
-        {"chapter": "chapters/04_cvae.ipynb", "seconds": 66.0, "of_budget": 1.1},
-    ])
+    report = pd.DataFrame(
+        [
+            {"chapter": "chapters/01_ae.ipynb", "seconds": 30.0, "of_budget": 0.5},
+            {"chapter": "chapters/04_cvae.ipynb", "seconds": 66.0, "of_budget": 1.1},
+        ]
+    )
     summary = budget_summary(report, get_profile("smoke")).splitlines()
-    assert summary == ["total 96.0 s for 2 chapter(s)",
-                       "over budget: chapters/04_cvae.ipynb took 66.0 s (1.10 of 60 s)"]
+    assert summary == [
+        "total 96.0 s for 2 chapter(s)",
+        "over budget: chapters/04_cvae.ipynb took 66.0 s (1.10 of 60 s)",
+    ]
     cpu = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"))
     assert cpu == "total 96.0 s for 2 chapter(s), 0.05 of the book budget of 30 min"
     part = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"), whole_book=False)
@@ -143,16 +163,18 @@ def executed_notebook(path: Path, outputs_per_cell: list[list]) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# A chapter")]
     for number, outputs in enumerate(outputs_per_cell, start=1):
-        nb.cells.append(nbformat.v4.new_code_cell(f"step_{number}()\nmore()", execution_count=number,
-                                                  outputs=outputs))
+        nb.cells.append(nbformat.v4.new_code_cell(f"step_{number}()\nmore()", execution_count=number, outputs=outputs))
     nbformat.write(nb, path)
     return path
 
 
 def test_output_problems_names_cell_source_and_the_first_line_of_stderr(tmp_path):
     stdout = nbformat.v4.new_output("stream", name="stdout", text="epoch 1 | loss 3.0\n")
-    stderr = nbformat.v4.new_output("stream", name="stderr",
-                                    text="\n/x/train.py:42: PosteriorCollapseWarning: only 0 of 64 active\n  warnings.warn(\n")
+    stderr = nbformat.v4.new_output(
+        "stream",
+        name="stderr",
+        text="\n/x/train.py:42: PosteriorCollapseWarning: only 0 of 64 active\n  warnings.warn(\n",
+    )
     error = nbformat.v4.new_output("error", ename="ValueError", evalue="bad size", traceback=[])
     path = executed_notebook(tmp_path / "ch.ipynb", [[stdout], [stdout, stderr], [], [error]])
     assert output_problems(path) == [
@@ -172,8 +194,10 @@ def test_chapters_by_number_or_path(tmp_path):
     (root / "chapters").mkdir(parents=True)
     for name in ("01_ae.ipynb", "07_two_stage.ipynb", "notes.ipynb"):
         (root / "chapters" / name).write_text("{}")
-    assert resolve_chapters(["7", "01"], root) == [root / "chapters" / "07_two_stage.ipynb",
-                                                   root / "chapters" / "01_ae.ipynb"]
+    assert resolve_chapters(["7", "01"], root) == [
+        root / "chapters" / "07_two_stage.ipynb",
+        root / "chapters" / "01_ae.ipynb",
+    ]
     assert resolve_chapters([str(root / "chapters" / "notes.ipynb")], root) == [root / "chapters" / "notes.ipynb"]
     with pytest.raises(SystemExit, match=r"No chapter '09'.*01_ae.ipynb, 07_two_stage.ipynb"):
         resolve_chapters(["09"], root)

@@ -1,4 +1,5 @@
 """Reconstruction likelihoods, the closed-form KL, the ELBO and active units against hand computations."""
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,7 @@ def hand_gaussian(logits, x, sigma) -> float:
     total = 0.0
     for row_l, row_x in zip(logits, x):
         for logit, t in zip(row_l, row_x):
-            total += (sigmoid(logit) - t) ** 2 / (2 * sigma ** 2) + math.log(sigma * math.sqrt(2 * math.pi))
+            total += (sigmoid(logit) - t) ** 2 / (2 * sigma**2) + math.log(sigma * math.sqrt(2 * math.pi))
     return total
 
 
@@ -94,8 +95,9 @@ def test_kl_matches_hand_computation():
     mu = [[1.5, -0.5, 0.0], [0.2, 2.0, -1.0]]
     logvar = [[0.3, -1.2, 1.0], [0.0, -3.0, 0.7]]
     kl = kl_per_dim(torch.tensor(mu), torch.tensor(logvar))
-    expected = [[0.5 * (m ** 2 + math.exp(lv) - 1 - lv) for m, lv in zip(row_m, row_lv)]
-                for row_m, row_lv in zip(mu, logvar)]
+    expected = [
+        [0.5 * (m**2 + math.exp(lv) - 1 - lv) for m, lv in zip(row_m, row_lv)] for row_m, row_lv in zip(mu, logvar)
+    ]
     assert kl.shape == (2, 3)
     for got_row, want_row in zip(kl.tolist(), expected):
         assert got_row == pytest.approx(want_row, rel=1e-6)
@@ -124,7 +126,7 @@ def test_elbo_is_recon_plus_beta_kl(beta, likelihood):
     terms = ELBO(beta=beta, likelihood=likelihood, sigma=0.3)(model, image(X))
 
     hand_recon = hand_bernoulli(LOGITS, X) if likelihood == "bernoulli" else hand_gaussian(LOGITS, X, 0.3)
-    hand_kl = sum(0.5 * (m ** 2 + math.exp(lv) - 1 - lv) for m, lv in ((1.5, 0.3), (-0.5, -1.2)))
+    hand_kl = sum(0.5 * (m**2 + math.exp(lv) - 1 - lv) for m, lv in ((1.5, 0.3), (-0.5, -1.2)))
     assert float(terms["recon"]) == pytest.approx(hand_recon, rel=1e-6)
     assert float(terms["kl"]) == pytest.approx(hand_kl, rel=1e-6)
     assert float(terms["loss"]) == pytest.approx(hand_recon + beta * hand_kl, rel=1e-6)
@@ -203,12 +205,15 @@ def test_elbo_with_unknown_likelihood_raises():
 def test_active_units_counts_dimensions_that_vary():
     generator = torch.Generator().manual_seed(0)
     n = 1000
-    mu = torch.stack([
-        torch.randn(n, generator=generator),  # variance ~1: active
-        torch.full((n,), 3.0),  # constant: collapsed, whatever its value
-        0.03 * torch.randn(n, generator=generator),  # variance ~0.001: collapsed
-        0.5 * torch.randn(n, generator=generator),  # variance ~0.25: active
-    ], dim=1)
+    mu = torch.stack(
+        [
+            torch.randn(n, generator=generator),  # variance ~1: active
+            torch.full((n,), 3.0),  # constant: collapsed, whatever its value
+            0.03 * torch.randn(n, generator=generator),  # variance ~0.001: collapsed
+            0.5 * torch.randn(n, generator=generator),  # variance ~0.25: active
+        ],
+        dim=1,
+    )
     assert active_units(mu) == 2
     assert active_units(mu, threshold=0.5) == 1
     assert active_units(mu, threshold=1e-4) == 3

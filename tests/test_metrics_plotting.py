@@ -1,4 +1,5 @@
 """Reconstruction metrics, the figures (Agg backend, set in conftest), GIFs and show_source."""
+
 from __future__ import annotations
 
 import sys
@@ -212,7 +213,9 @@ def test_interpolate_runs_from_start_to_end(make):
 def test_plot_history_draws_each_column():
     import pandas as pd
 
-    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "test_loss": [3.1, 2.2, 1.9]}).set_index("epoch")
+    history = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "test_loss": [3.1, 2.2, 1.9]}).set_index(
+        "epoch"
+    )
     ax = plot_history(history, ["train_loss", "test_loss"], title="loss")
     assert [line.get_label() for line in ax.get_lines()] == ["train_loss", "test_loss"]
     assert list(ax.get_lines()[1].get_ydata()) == [3.1, 2.2, 1.9]

@@ -1,4 +1,5 @@
 """Autoencoder and VAE shapes, output ranges and input checks for several image sizes."""
+
 from __future__ import annotations
 
 import pytest
@@ -43,8 +44,11 @@ def test_autoencoder_output_has_the_input_shape(name, shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_ids)
-@pytest.mark.parametrize("make", [mlp_autoencoder, conv_autoencoder, mlp_vae, conv_vae],
-                         ids=["mlp_autoencoder", "conv_autoencoder", "mlp_vae", "conv_vae"])
+@pytest.mark.parametrize(
+    "make",
+    [mlp_autoencoder, conv_autoencoder, mlp_vae, conv_vae],
+    ids=["mlp_autoencoder", "conv_autoencoder", "mlp_vae", "conv_vae"],
+)
 def test_default_architectures_reconstruct_the_input_shape(make, shape):
     model = make(shape)
     x = batch(shape, n=2)

@@ -3,6 +3,7 @@ the executed copies. How long each chapter took against its 60 s budget is a rat
 report (printed by ``course_lib.instructor.execute``), not a test: run times depend on the machine's load. The
 slow part runs once per session (the session fixtures `executed` and `book_build` are in
 conftest.py, shared with the other book tests)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -26,8 +27,11 @@ def test_there_are_chapters():
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
 def test_committed_notebook_has_no_outputs(notebook):
     nb = nbformat.read(notebook, as_version=4)
-    dirty = [i for i, cell in enumerate(nb.cells)
-             if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)]
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
     assert not dirty, f"{notebook.name}: cells {dirty} carry outputs; clear them before committing"
 
 
@@ -67,17 +71,33 @@ def test_book_builds_from_executed_chapters(book_build):
 
 
 def test_failing_cell_is_named_and_fails_the_run(tmp_path, smoke_env):
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("x = 1"),
-                nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nb.cells = [
+        nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"),
+    ]
     notebook = tmp_path / "chapters" / "99_broken.ipynb"
     notebook.parent.mkdir()
     nbformat.write(nb, notebook)
     (tmp_path / "_config.yml").write_text("title: t\n")
-    result = _run([sys.executable, "-m", "course_lib.instructor.execute", "--profile", "smoke", "--root", str(tmp_path),
-                   "--out", str(tmp_path / "out"), str(notebook)], smoke_env)
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "course_lib.instructor.execute",
+            "--profile",
+            "smoke",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+            str(notebook),
+        ],
+        smoke_env,
+    )
     assert result.returncode != 0
     assert "99_broken.ipynb" in result.stderr and "ValueError: broken on purpose" in result.stderr
     assert "In [4]" in result.stderr  # papermill inserts the injected-parameters cell before it
@@ -87,25 +107,45 @@ def test_failing_cell_is_named_and_fails_the_run(tmp_path, smoke_env):
 def test_a_cell_writing_to_stderr_fails_the_run_naming_the_cell(tmp_path, smoke_env):
     """A stray warning would fail Jupyter Book's strict build after the long rendering step; the runner
     catches it as soon as the chapter finishes, and a warning caught with expected_warnings is not stray."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("import warnings\n"
-                                          "from course_lib.core.train import PosteriorCollapseWarning, expected_warnings\n"
-                                          "with expected_warnings(PosteriorCollapseWarning) as caught:\n"
-                                          "    warnings.warn('shown as part of the lesson', PosteriorCollapseWarning)\n"
-                                          "print(caught[0].message)"),
-                nbformat.v4.new_code_cell("warnings.warn('nobody expected this', UserWarning)")]
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nb.cells = [
+        nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import warnings\n"
+            "from course_lib.core.train import PosteriorCollapseWarning, expected_warnings\n"
+            "with expected_warnings(PosteriorCollapseWarning) as caught:\n"
+            "    warnings.warn('shown as part of the lesson', PosteriorCollapseWarning)\n"
+            "print(caught[0].message)"
+        ),
+        nbformat.v4.new_code_cell("warnings.warn('nobody expected this', UserWarning)"),
+    ]
     notebook = tmp_path / "chapters" / "98_stray.ipynb"
     notebook.parent.mkdir()
     nbformat.write(nb, notebook)
     (tmp_path / "_config.yml").write_text("title: t\n")
-    result = _run([sys.executable, "-m", "course_lib.instructor.execute", "--profile", "smoke", "--root", str(tmp_path),
-                   "--out", str(tmp_path / "out"), "98"], smoke_env)
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "course_lib.instructor.execute",
+            "--profile",
+            "smoke",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+            "98",
+        ],
+        smoke_env,
+    )
     assert result.returncode != 0
     assert "1 chapter(s) failed" in result.stderr
-    assert "98_stray.ipynb: cell 4 (In [4], first line: \"warnings.warn('nobody expected this', UserWarning)\")" \
+    assert (
+        "98_stray.ipynb: cell 4 (In [4], first line: \"warnings.warn('nobody expected this', UserWarning)\")"
         in result.stderr
+    )
     assert "UserWarning: nobody expected this" in result.stderr
     assert "shown as part of the lesson" not in result.stderr  # caught: stdout of cell 3, not a failure
     report = pd.read_csv(tmp_path / "out" / "execution_report.csv")

@@ -1,4 +1,5 @@
 """The scene reader (chapter 06): targets from the recorded attributes, unknowns skipped, cached training."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,18 +21,27 @@ from course_lib.evaluation.scene_reader import (
 
 
 def record(colour: str, shape: str, position: str, greyscale: bool = False) -> dict:
-    return {"greyscale": greyscale, "objects": [{"colour": colour, "shape": shape, "position": position},
-                                                {"colour": "red", "shape": "star", "position": "top"}]}
+    return {
+        "greyscale": greyscale,
+        "objects": [
+            {"colour": colour, "shape": shape, "position": position},
+            {"colour": "red", "shape": "star", "position": "top"},
+        ],
+    }
 
 
 def test_targets_are_the_main_objects_and_unknown_where_nothing_can_be_seen():
-    records = [record("blue", "heart", "top left"), record("red", "circle", "centre", greyscale=True),
-               {"greyscale": False, "objects": []}]
+    records = [
+        record("blue", "heart", "top left"),
+        record("red", "circle", "centre", greyscale=True),
+        {"greyscale": False, "objects": []},
+    ]
     targets = attribute_targets(records)
     assert targets.tolist() == [
         [ATTRIBUTES["colour"].index("blue"), ATTRIBUTES["shape"].index("heart"), 0],
         [UNKNOWN, ATTRIBUTES["shape"].index("circle"), ATTRIBUTES["position"].index("centre")],
-        [UNKNOWN, UNKNOWN, UNKNOWN]]
+        [UNKNOWN, UNKNOWN, UNKNOWN],
+    ]
 
 
 class Oracle(SceneReader):
@@ -49,8 +59,12 @@ def test_accuracy_skips_unknown_targets_and_counts_all_three_only_where_all_are_
     targets = torch.tensor([[1, 2, 3], [UNKNOWN, 2, 3], [4, 5, 6], [1, 1, 1]])
     answers = torch.tensor([[1, 2, 3], [7, 2, 0], [4, 0, 6], [0, 1, 1]])
     result = attribute_accuracy(Oracle(answers), torch.zeros(4, 3, 16, 16), targets)
-    assert result == {"colour": pytest.approx(2 / 3), "shape": pytest.approx(3 / 4),
-                      "position": pytest.approx(3 / 4), "all three": pytest.approx(1 / 3)}
+    assert result == {
+        "colour": pytest.approx(2 / 3),
+        "shape": pytest.approx(3 / 4),
+        "position": pytest.approx(3 / 4),
+        "all three": pytest.approx(1 / 3),
+    }
     with pytest.raises(ValueError, match="4 images but 3"):
         attribute_accuracy(Oracle(answers), torch.zeros(4, 3, 16, 16), targets[:3])
 

@@ -1,4 +1,5 @@
 """The synthetic scene generator writes COCO's format, deterministically, and its records match its pixels."""
+
 import json
 from pathlib import Path
 
@@ -13,15 +14,21 @@ from course_lib.data.scenes import COLOURS, POSITIONS, SHAPES, SIZES, SUPERCATEG
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 N, SIZE = 48, (160, 120)
-POSITION_WORDS = {"top": ("top", "upper"), "bottom": ("bottom", "lower"), "left": ("left",), "right": ("right",),
-                  "centre": ("centre", "middle")}
+POSITION_WORDS = {
+    "top": ("top", "upper"),
+    "bottom": ("bottom", "lower"),
+    "left": ("left",),
+    "right": ("right",),
+    "centre": ("centre", "middle"),
+}
 
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> Path:
     """48 scenes at 160x120 with the three defects and two greyscale images."""
-    return write_scenes(tmp_path_factory.mktemp("scenes"), "val2017", N, SIZE, seed=3, greyscale_fraction=0.05,
-                        defects=True)
+    return write_scenes(
+        tmp_path_factory.mktemp("scenes"), "val2017", N, SIZE, seed=3, greyscale_fraction=0.05, defects=True
+    )
 
 
 def read(root: Path, kind: str) -> dict:

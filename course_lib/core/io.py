@@ -4,6 +4,7 @@ checkpoints read safely (chapter 01). Imports only the standard library and torc
 A checkpoint is first written to a temporary file in the same folder and then renamed over the old
 one, so a run killed mid-write leaves the previous checkpoint intact: at most one epoch is lost.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except FileNotFoundError:
         raise
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as error:
-        raise CheckpointError(f"Checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error}). "
-                              "Delete it to train from scratch.") from error
+        raise CheckpointError(
+            f"Checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error}). "
+            "Delete it to train from scratch."
+        ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a course_lib checkpoint. Delete it or choose another path.")
     return state

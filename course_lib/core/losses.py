@@ -7,6 +7,7 @@ chapter 07 adds report 000's weighting and stage 2's regression onto the image p
 
 Core layer: imports torch and course_lib.models only.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,14 +37,15 @@ def reconstruction_nll(logits: Tensor, x: Tensor, likelihood: str = "bernoulli",
     elif likelihood == "gaussian":
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
-        nll = (torch.sigmoid(logits.float()) - x) ** 2 / (2 * sigma ** 2) + math.log(sigma * math.sqrt(2 * math.pi))
+        nll = (torch.sigmoid(logits.float()) - x) ** 2 / (2 * sigma**2) + math.log(sigma * math.sqrt(2 * math.pi))
     else:
         raise ValueError(f"Unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}.")
     return nll.flatten(1).sum(1)
 
 
-def kl_per_dim(mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None,
-               prior_logvar: Tensor | None = None) -> Tensor:
+def kl_per_dim(
+    mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None, prior_logvar: Tensor | None = None
+) -> Tensor:
     """KL(q(z|x) || N(0, I)) for each latent dimension, in closed form: shape [B, D] (chapter 02).
 
     With ``prior_mu`` and ``prior_logvar`` the second Gaussian is N(prior_mu, exp(prior_logvar))
@@ -51,7 +53,7 @@ def kl_per_dim(mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None,
     """
     mu, logvar = mu.float(), logvar.float()
     if prior_mu is None and prior_logvar is None:
-        return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar)
+        return 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
     prior_mu = torch.zeros_like(mu) if prior_mu is None else prior_mu.float()
     prior_logvar = torch.zeros_like(logvar) if prior_logvar is None else prior_logvar.float()
     return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu) ** 2) / prior_logvar.exp() - 1)
@@ -102,8 +104,10 @@ class ELBO:
     def __post_init__(self) -> None:
         self.beta, self.sigma = float(self.beta), float(self.sigma)  # ELBO(beta=1) == ELBO(beta=1.0) in checkpoints
         if self.beta < 0:
-            raise ValueError(f"beta must be >= 0 (it weights a KL divergence), got {self.beta}. "
-                             "beta = 1 is the ELBO; 0 < beta < 1 favours reconstructions.")
+            raise ValueError(
+                f"beta must be >= 0 (it weights a KL divergence), got {self.beta}. "
+                "beta = 1 is the ELBO; 0 < beta < 1 favours reconstructions."
+            )
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"Unknown likelihood {self.likelihood!r}; choose one of {LIKELIHOODS}.")
 
@@ -137,13 +141,18 @@ class HybridELBO(ELBO):
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         if not getattr(model, "conditional", False):
-            raise TypeError(f"HybridELBO trains a conditional VAE; {type(model).__name__} has no condition to read. "
-                            "Use ELBO for an unconditional model.")
+            raise TypeError(
+                f"HybridELBO trains a conditional VAE; {type(model).__name__} has no condition to read. "
+                "Use ELBO for an unconditional model."
+            )
         terms = super().__call__(model, x, y)
         z = torch.randn(len(x), model.latent_dim, device=x.device)
         prior_recon = reconstruction_nll(model.decoder_logits(z, y), x, self.likelihood, self.sigma).mean()
-        return terms | {"loss": self.alpha * terms["loss"] + (1 - self.alpha) * prior_recon,
-                        "neg_elbo": terms["recon"] + terms["kl"], "prior_recon": prior_recon}
+        return terms | {
+            "loss": self.alpha * terms["loss"] + (1 - self.alpha) * prior_recon,
+            "neg_elbo": terms["recon"] + terms["kl"],
+            "prior_recon": prior_recon,
+        }
 
 
 def report000_beta(image_shape: Sequence[int], kl_weight: float = 1.0) -> float:

@@ -7,6 +7,7 @@ so that nbval and ``jupyter-book build`` can execute every chapter as ``smoke``.
 
 Imports only the standard library and torch: no other part of course_lib.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,17 +32,22 @@ class Profile:
     def describe(self) -> str:
         train = "all" if self.train_size is None else f"{self.train_size:,}"
         test = "all" if self.test_size is None else f"{self.test_size:,}"
-        return (f"profile '{self.name}': train images {train}, test images {test}, "
-                f"epochs {self.epochs} (side experiments {self.short_epochs}), batch {self.batch_size}")
+        return (
+            f"profile '{self.name}': train images {train}, test images {test}, "
+            f"epochs {self.epochs} (side experiments {self.short_epochs}), batch {self.batch_size}"
+        )
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", train_size=2_000, test_size=1_000, epochs=2, short_epochs=1, batch_size=128,
-                     chapter_budget_s=60),
-    "cpu": Profile("cpu", train_size=None, test_size=None, epochs=8, short_epochs=3, batch_size=64,
-                   book_budget_s=30 * 60),
-    "gpu": Profile("gpu", train_size=None, test_size=None, epochs=50, short_epochs=15, batch_size=128,
-                   chapter_budget_s=60 * 60),  # on a Colab T4
+    "smoke": Profile(
+        "smoke", train_size=2_000, test_size=1_000, epochs=2, short_epochs=1, batch_size=128, chapter_budget_s=60
+    ),
+    "cpu": Profile(
+        "cpu", train_size=None, test_size=None, epochs=8, short_epochs=3, batch_size=64, book_budget_s=30 * 60
+    ),
+    "gpu": Profile(
+        "gpu", train_size=None, test_size=None, epochs=50, short_epochs=15, batch_size=128, chapter_budget_s=60 * 60
+    ),  # on a Colab T4
 }
 
 
@@ -50,10 +56,13 @@ def get_profile(name: str = "auto") -> Profile:
     requested = name.strip().lower()
     if requested == "auto":
         requested = os.environ.get("COURSE_PROFILE", "").strip().lower() or (
-            "gpu" if torch.cuda.is_available() else "cpu")
+            "gpu" if torch.cuda.is_available() else "cpu"
+        )
     if requested not in PROFILES:
-        raise ValueError(f"Unknown profile {name!r} (COURSE_PROFILE={os.environ.get('COURSE_PROFILE')!r}). "
-                         f"Choose one of: auto, {', '.join(PROFILES)}.")
+        raise ValueError(
+            f"Unknown profile {name!r} (COURSE_PROFILE={os.environ.get('COURSE_PROFILE')!r}). "
+            f"Choose one of: auto, {', '.join(PROFILES)}."
+        )
     return PROFILES[requested]
 
 

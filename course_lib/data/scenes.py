@@ -15,6 +15,7 @@ generated image can be checked against its caption.
 
 Imports course_lib.core (io) only.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,25 @@ from course_lib.core.io import write_json_atomic
 SCENES_VERSION = 1  # part of every cache key: bump it when the drawing or the captions change
 
 SHAPES: dict[str, str] = {  # shape -> supercategory
-    "circle": "round", "ring": "round",
-    "square": "angular", "triangle": "angular", "diamond": "angular",
-    "star": "symbol", "cross": "symbol", "heart": "symbol",
+    "circle": "round",
+    "ring": "round",
+    "square": "angular",
+    "triangle": "angular",
+    "diamond": "angular",
+    "star": "symbol",
+    "cross": "symbol",
+    "heart": "symbol",
 }
 SUPERCATEGORIES = ("round", "angular", "symbol")
 COLOURS: dict[str, tuple[int, int, int]] = {  # hues about 45 degrees apart, all saturated
-    "red": (215, 35, 35), "orange": (245, 135, 20), "yellow": (240, 215, 30), "green": (35, 160, 60),
-    "cyan": (30, 190, 205), "blue": (35, 75, 220), "purple": (135, 55, 190), "pink": (240, 110, 185),
+    "red": (215, 35, 35),
+    "orange": (245, 135, 20),
+    "yellow": (240, 215, 30),
+    "green": (35, 160, 60),
+    "cyan": (30, 190, 205),
+    "blue": (35, 75, 220),
+    "purple": (135, 55, 190),
+    "pink": (240, 110, 185),
 }
 POSITIONS = ("top left", "top", "top right", "left", "centre", "right", "bottom left", "bottom", "bottom right")
 SIZES = ("small", "large")
@@ -88,21 +100,45 @@ def _centred(points: np.ndarray) -> np.ndarray:
 
 # Outlines in unit coordinates (x right, y down), their boxes centred on 0 with the longer side 2, so
 # an object's box centre is where it was placed and decides its position word.
-OUTLINES: dict[str, np.ndarray] = {name: _centred(points) for name, points in {
-    "circle": _regular(48),
-    "ring": _ring(),
-    "square": np.array([[-0.8, -0.8], [0.8, -0.8], [0.8, 0.8], [-0.8, 0.8]]),
-    "triangle": np.array([[0.0, -0.95], [1.0, 0.8], [-1.0, 0.8]]),
-    "diamond": np.array([[0.0, -1.0], [0.75, 0.0], [0.0, 1.0], [-0.75, 0.0]]),
-    "star": _star(),
-    "cross": np.array([[-0.3, -1], [0.3, -1], [0.3, -0.3], [1, -0.3], [1, 0.3], [0.3, 0.3], [0.3, 1],
-                       [-0.3, 1], [-0.3, 0.3], [-1, 0.3], [-1, -0.3], [-0.3, -0.3]]),
-    "heart": _heart(),
-}.items()}
+OUTLINES: dict[str, np.ndarray] = {
+    name: _centred(points)
+    for name, points in {
+        "circle": _regular(48),
+        "ring": _ring(),
+        "square": np.array([[-0.8, -0.8], [0.8, -0.8], [0.8, 0.8], [-0.8, 0.8]]),
+        "triangle": np.array([[0.0, -0.95], [1.0, 0.8], [-1.0, 0.8]]),
+        "diamond": np.array([[0.0, -1.0], [0.75, 0.0], [0.0, 1.0], [-0.75, 0.0]]),
+        "star": _star(),
+        "cross": np.array(
+            [
+                [-0.3, -1],
+                [0.3, -1],
+                [0.3, -0.3],
+                [1, -0.3],
+                [1, 0.3],
+                [0.3, 0.3],
+                [0.3, 1],
+                [-0.3, 1],
+                [-0.3, 0.3],
+                [-1, 0.3],
+                [-1, -0.3],
+                [-0.3, -0.3],
+            ]
+        ),
+        "heart": _heart(),
+    }.items()
+}
 
-SHAPE_WORDS = {"circle": ("circle", "disc"), "ring": ("ring", "donut"), "square": ("square", "box"),
-               "triangle": ("triangle",), "diamond": ("diamond", "rhombus"), "star": ("star",),
-               "cross": ("cross", "plus sign"), "heart": ("heart",)}
+SHAPE_WORDS = {
+    "circle": ("circle", "disc"),
+    "ring": ("ring", "donut"),
+    "square": ("square", "box"),
+    "triangle": ("triangle",),
+    "diamond": ("diamond", "rhombus"),
+    "star": ("star",),
+    "cross": ("cross", "plus sign"),
+    "heart": ("heart",),
+}
 SUPERCATEGORY_WORDS = {"round": "round shape", "angular": "angular shape", "symbol": "symbol"}
 SIZE_WORDS = {"large": ("large", "big"), "small": ("small", "little")}
 
@@ -112,15 +148,27 @@ def _position_phrases(position: str) -> tuple[str, ...]:
     if position == "centre":
         return ("in the centre", "in the middle", "in the middle of the picture", "at the centre of the image")
     if position in ("left", "right"):
-        return (f"on the {position}", f"on the {position} side", f"at the {position} of the picture",
-                f"near the {position} edge")
+        return (
+            f"on the {position}",
+            f"on the {position} side",
+            f"at the {position} of the picture",
+            f"near the {position} edge",
+        )
     if position in ("top", "bottom"):
-        return (f"at the {position}", f"at the {position} of the picture", f"near the {position} edge",
-                f"in the {position} middle")
+        return (
+            f"at the {position}",
+            f"at the {position} of the picture",
+            f"near the {position} edge",
+            f"in the {position} middle",
+        )
     vertical, horizontal = position.split()
     upper = "upper" if vertical == "top" else "lower"
-    return (f"in the {position}", f"in the {position} corner", f"near the {upper} {horizontal} corner",
-            f"at the {position} of the picture")
+    return (
+        f"in the {position}",
+        f"in the {position} corner",
+        f"near the {upper} {horizontal} corner",
+        f"at the {position} of the picture",
+    )
 
 
 def _pick(rng: np.random.Generator, options) -> str:
@@ -146,9 +194,13 @@ CAPTION_TEMPLATES = (
     "a {size} {shape} in {colour} {where}{others}",
     "a picture of a {colour} {shape} {where} on a {background} background",
 )
-EMPTY_CAPTIONS = ("an empty {background} background", "nothing but a plain {background} background",
-                  "a {background} picture with no shapes", "a blank {background} image",
-                  "there is nothing on this {background} background")
+EMPTY_CAPTIONS = (
+    "an empty {background} background",
+    "nothing but a plain {background} background",
+    "a {background} picture with no shapes",
+    "a blank {background} image",
+    "there is nothing on this {background} background",
+)
 
 
 def names_main_shape(caption: str) -> bool:
@@ -168,11 +220,15 @@ def captions_for(scene: dict, rng: np.random.Generator) -> list[str]:
     captions = []
     for template in rng.choice(CAPTION_TEMPLATES, size=n_captions, replace=False):
         caption = template.format(
-            size=_pick(rng, SIZE_WORDS[main["size"]]), colour=main["colour"],
-            shape=_pick(rng, SHAPE_WORDS[main["shape"]]), super=SUPERCATEGORY_WORDS[main["supercategory"]],
-            where=_pick(rng, _position_phrases(main["position"])), background=scene["background"],
+            size=_pick(rng, SIZE_WORDS[main["size"]]),
+            colour=main["colour"],
+            shape=_pick(rng, SHAPE_WORDS[main["shape"]]),
+            super=SUPERCATEGORY_WORDS[main["supercategory"]],
+            where=_pick(rng, _position_phrases(main["position"])),
+            background=scene["background"],
             # like COCO's annotators, some captions leave the smaller objects out
-            others=_secondary_clause(rng, others) if others and rng.random() < 0.6 else "")
+            others=_secondary_clause(rng, others) if others and rng.random() < 0.6 else "",
+        )
         caption = re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", caption)  # "a orange" -> "an orange"
         captions.append(caption[0].upper() + caption[1:] + ".")
     return captions
@@ -201,14 +257,29 @@ def _overlaps(a: np.ndarray, b: np.ndarray, gap: float) -> bool:
     return not (a[2] + gap < b[0] or b[2] + gap < a[0] or a[3] + gap < b[1] or b[3] + gap < a[1])
 
 
-def _make_object(rng: np.random.Generator, shape: str, colour: str, size: str, cell: int, diameter: float,
-                 side: float, offset: np.ndarray) -> dict:
+def _make_object(
+    rng: np.random.Generator,
+    shape: str,
+    colour: str,
+    size: str,
+    cell: int,
+    diameter: float,
+    side: float,
+    offset: np.ndarray,
+) -> dict:
     radius = diameter * side / 2
     # Rounded as written to the segmentation, so drawing, area and annotation use the same polygon.
     polygon = (OUTLINES[shape] * radius + offset + _centre_in_cell(rng, cell, radius, side)).round(2)
     rgb = np.clip(np.array(COLOURS[colour]) + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, 3), 0, 255)
-    return {"shape": shape, "supercategory": SHAPES[shape], "colour": colour, "rgb": rgb.tolist(),
-            "size": size, "position": POSITIONS[cell], "polygon": polygon}
+    return {
+        "shape": shape,
+        "supercategory": SHAPES[shape],
+        "colour": colour,
+        "rgb": rgb.tolist(),
+        "size": size,
+        "position": POSITIONS[cell],
+        "polygon": polygon,
+    }
 
 
 def sample_scene(rng: np.random.Generator, width: int, height: int, empty: bool = False) -> dict:
@@ -217,15 +288,26 @@ def sample_scene(rng: np.random.Generator, width: int, height: int, empty: bool 
     offset = np.array([(width - side) / 2, (height - side) / 2])  # the square that a centre crop keeps
     light = bool(rng.integers(2))
     level = rng.uniform(185, 235) if light else rng.uniform(25, 70)
-    scene = {"background": "light" if light else "dark",
-             "background_rgb": (level + rng.uniform(-12, 12, 3)).round().tolist(), "objects": []}
+    scene = {
+        "background": "light" if light else "dark",
+        "background_rgb": (level + rng.uniform(-12, 12, 3)).round().tolist(),
+        "objects": [],
+    }
     if empty:
         return scene
 
     shapes, colours = list(SHAPES), list(COLOURS)
     size = "large" if rng.random() < 0.65 else "small"
-    main = _make_object(rng, _pick(rng, shapes), _pick(rng, colours), size, int(rng.integers(9)),
-                        rng.uniform(*MAIN_DIAMETER[size]), side, offset)
+    main = _make_object(
+        rng,
+        _pick(rng, shapes),
+        _pick(rng, colours),
+        size,
+        int(rng.integers(9)),
+        rng.uniform(*MAIN_DIAMETER[size]),
+        side,
+        offset,
+    )
     main["area"] = _polygon_area(main["polygon"], width, height)
     scene["objects"].append(main)
     n_secondary = rng.choice(3, p=N_SECONDARY_PROBABILITIES)
@@ -234,14 +316,17 @@ def sample_scene(rng: np.random.Generator, width: int, height: int, empty: bool 
         if len(scene["objects"]) > n_secondary:
             break
         colour = _pick(rng, [c for c in colours if c != main["colour"]])
-        obj = _make_object(rng, _pick(rng, shapes), colour, "small", int(cell),
-                           rng.uniform(*SECONDARY_DIAMETER), side, offset)
+        obj = _make_object(
+            rng, _pick(rng, shapes), colour, "small", int(cell), rng.uniform(*SECONDARY_DIAMETER), side, offset
+        )
         obj["area"] = _polygon_area(obj["polygon"], width, height)
         if obj["area"] > MAX_SECONDARY_AREA * main["area"]:  # a small square can outgrow a small star
             continue
         box = np.concatenate([obj["polygon"].min(0), obj["polygon"].max(0)])
-        if any(_overlaps(box, np.concatenate([o["polygon"].min(0), o["polygon"].max(0)]), 0.03 * side)
-               for o in scene["objects"]):
+        if any(
+            _overlaps(box, np.concatenate([o["polygon"].min(0), o["polygon"].max(0)]), 0.03 * side)
+            for o in scene["objects"]
+        ):
             continue
         scene["objects"].append(obj)
     return scene
@@ -253,8 +338,9 @@ def render(scene: dict, width: int, height: int, rng: np.random.Generator, greys
     slope = 12 * rng.normal(size=2).astype(np.float32)
     # Built as rows of width*3 values with one in-place clip: broadcasting over a last axis of 3 and
     # fresh temporaries made this ten times slower at 640x480.
-    row = (np.repeat(slope[0] * np.linspace(-0.5, 0.5, width, dtype=np.float32), 3)
-           + np.tile(np.asarray(scene["background_rgb"], np.float32) - 8, width))
+    row = np.repeat(slope[0] * np.linspace(-0.5, 0.5, width, dtype=np.float32), 3) + np.tile(
+        np.asarray(scene["background_rgb"], np.float32) - 8, width
+    )
     base = row + slope[1] * np.linspace(-0.5, 0.5, height, dtype=np.float32)[:, None]
     base = np.clip(base, 0, 240, out=base).astype(np.uint8).reshape(height, width, 3)
     # Uniform noise in [0, 15] from raw random bytes, added in uint8 (base <= 240 cannot overflow):
@@ -267,8 +353,9 @@ def render(scene: dict, width: int, height: int, rng: np.random.Generator, greys
     return image.convert("L") if greyscale else image
 
 
-def _render_one(item: tuple[int, int, str], folder: Path, width: int, height: int, seed: int,
-                quality: int) -> tuple[dict, list[str]]:
+def _render_one(
+    item: tuple[int, int, str], folder: Path, width: int, height: int, seed: int, quality: int
+) -> tuple[dict, list[str]]:
     """Draw, save and describe one image; ``item`` is (index, image id, "" | "greyscale" | "no_instances")."""
     index, image_id, kind = item
     rng = np.random.default_rng([seed, index])  # per image, so the result does not depend on workers
@@ -286,34 +373,52 @@ def _plan(n_images: int, seed: int, greyscale_fraction: float, defects: bool) ->
     n_grey = max(1, round(greyscale_fraction * n_images)) if greyscale_fraction > 0 else 0
     n_defects = 3 if defects else 0
     if n_grey + n_defects > n_images:
-        raise ValueError(f"{n_images} images are too few for {n_grey} greyscale and {n_defects} defective "
-                         "images: ask for more images.")
-    chosen = rng.permutation(n_images)[:n_grey + n_defects].tolist()
+        raise ValueError(
+            f"{n_images} images are too few for {n_grey} greyscale and {n_defects} defective "
+            "images: ask for more images."
+        )
+    chosen = rng.permutation(n_images)[: n_grey + n_defects].tolist()
     special = {"greyscale": chosen[n_defects:]}
     if defects:
         special.update(unreadable=chosen[:1], no_captions=chosen[1:2], no_instances=chosen[2:3])
     return ids, special
 
 
-def _scenes_info(n_images: int, image_size: tuple[int, int], seed: int, greyscale_fraction: float,
-                 defects: bool, quality: int) -> dict:
-    return {"description": "course_lib synthetic scenes", "version": SCENES_VERSION, "n_images": n_images,
-            "image_size": list(image_size), "seed": seed, "greyscale_fraction": greyscale_fraction,
-            "defects": defects, "quality": quality}
+def _scenes_info(
+    n_images: int, image_size: tuple[int, int], seed: int, greyscale_fraction: float, defects: bool, quality: int
+) -> dict:
+    return {
+        "description": "course_lib synthetic scenes",
+        "version": SCENES_VERSION,
+        "n_images": n_images,
+        "image_size": list(image_size),
+        "seed": seed,
+        "greyscale_fraction": greyscale_fraction,
+        "defects": defects,
+        "quality": quality,
+    }
 
 
-def _coco_files(info: dict, scenes: list[dict], captions: list[list[str]],
-                skip_captions: set[int]) -> dict[str, dict]:
+def _coco_files(info: dict, scenes: list[dict], captions: list[list[str]], skip_captions: set[int]) -> dict[str, dict]:
     """The three JSON files of a split: COCO's captions and instances, and the drawn attributes."""
-    images = [{"id": s["image_id"], "file_name": s["file_name"], "width": info["image_size"][0],
-               "height": info["image_size"][1]} for s in scenes]
+    images = [
+        {
+            "id": s["image_id"],
+            "file_name": s["file_name"],
+            "width": info["image_size"][0],
+            "height": info["image_size"][1],
+        }
+        for s in scenes
+    ]
     categories = [{"id": i, "name": shape, "supercategory": SHAPES[shape]} for i, shape in enumerate(SHAPES, 1)]
     category_id = {c["name"]: c["id"] for c in categories}
     caption_annotations, instances, attributes = [], [], []
     for scene, texts in zip(scenes, captions):
         if scene["image_id"] not in skip_captions:
-            caption_annotations += [{"id": len(caption_annotations) + i, "image_id": scene["image_id"],
-                                     "caption": text} for i, text in enumerate(texts, 1)]
+            caption_annotations += [
+                {"id": len(caption_annotations) + i, "image_id": scene["image_id"], "caption": text}
+                for i, text in enumerate(texts, 1)
+            ]
         objects = []
         for obj in scene["objects"]:
             polygon = obj.pop("polygon")
@@ -321,20 +426,40 @@ def _coco_files(info: dict, scenes: list[dict], captions: list[list[str]],
             x1, y1 = polygon.max(0)
             obj["bbox"] = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
             obj["category_id"] = category_id[obj["shape"]]
-            instances.append({"id": len(instances) + 1, "image_id": scene["image_id"],
-                              "category_id": obj["category_id"], "segmentation": [polygon.ravel().tolist()],
-                              "area": obj["area"], "bbox": obj["bbox"], "iscrowd": 0})
+            instances.append(
+                {
+                    "id": len(instances) + 1,
+                    "image_id": scene["image_id"],
+                    "category_id": obj["category_id"],
+                    "segmentation": [polygon.ravel().tolist()],
+                    "area": obj["area"],
+                    "bbox": obj["bbox"],
+                    "iscrowd": 0,
+                }
+            )
             objects.append(obj)
-        attributes.append({key: scene[key] for key in ("image_id", "file_name", "greyscale", "background",
-                                                       "background_rgb")} | {"objects": objects})
-    return {"captions": {"info": info, "images": images, "annotations": caption_annotations},
-            "instances": {"info": info, "images": images, "annotations": instances, "categories": categories},
-            "attributes": {"info": info, "images": attributes}}
+        attributes.append(
+            {key: scene[key] for key in ("image_id", "file_name", "greyscale", "background", "background_rgb")}
+            | {"objects": objects}
+        )
+    return {
+        "captions": {"info": info, "images": images, "annotations": caption_annotations},
+        "instances": {"info": info, "images": images, "annotations": instances, "categories": categories},
+        "attributes": {"info": info, "images": attributes},
+    }
 
 
-def write_scenes(root: str | os.PathLike, split: str = "val2017", n_images: int = 500,
-                 image_size: tuple[int, int] = (640, 480), seed: int = 0, greyscale_fraction: float = 0.02,
-                 defects: bool = False, quality: int = 90, workers: int | None = 1) -> Path:
+def write_scenes(
+    root: str | os.PathLike,
+    split: str = "val2017",
+    n_images: int = 500,
+    image_size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+    greyscale_fraction: float = 0.02,
+    defects: bool = False,
+    quality: int = 90,
+    workers: int | None = 1,
+) -> Path:
     """Write ``n_images`` scenes in COCO's layout under ``root`` and return ``root`` (chapter 06).
 
     ``image_size`` is (width, height), 640x480 like a typical COCO image by default. About
@@ -369,8 +494,9 @@ def write_scenes(root: str | os.PathLike, split: str = "val2017", n_images: int 
             results = list(pool.map(render_one, items, chunksize=32))
     scenes, captions = [r[0] for r in results], [r[1] for r in results]
 
-    defect_ids = {kind: [image_ids[i] for i in special.get(kind, [])]
-                  for kind in ("unreadable", "no_captions", "no_instances")}
+    defect_ids = {
+        kind: [image_ids[i] for i in special.get(kind, [])] for kind in ("unreadable", "no_captions", "no_instances")
+    }
     for image_id in defect_ids["unreadable"]:  # cut the JPEG off in the middle of its pixel data
         path = folder / f"{image_id:012d}.jpg"
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
@@ -379,6 +505,8 @@ def write_scenes(root: str | os.PathLike, split: str = "val2017", n_images: int 
     for kind in ("captions", "instances", "attributes"):  # attributes last: it marks a complete set
         write_json_atomic(annotations / f"{kind}_{split}.json", files[kind])
     seconds = time.perf_counter() - started
-    print(f"wrote {n_images:,} scenes ({width}x{height}) to {folder} in {seconds:.1f} s "
-          f"({n_images / seconds:,.0f} images/s)")
+    print(
+        f"wrote {n_images:,} scenes ({width}x{height}) to {folder} in {seconds:.1f} s "
+        f"({n_images / seconds:,.0f} images/s)"
+    )
     return root

@@ -2,6 +2,7 @@
 
 Imports no other part of course_lib: numpy and torch, and scikit-learn and minisom where they are used.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -31,8 +32,9 @@ def empty_region_fraction(reference: Tensor, held_out: Tensor, samples: Tensor, 
     return float((distances > threshold).double().mean())
 
 
-def knn_accuracy(train_codes: Tensor, train_labels: Tensor, test_codes: Tensor, test_labels: Tensor,
-                 k: int = 5) -> float:
+def knn_accuracy(
+    train_codes: Tensor, train_labels: Tensor, test_codes: Tensor, test_labels: Tensor, k: int = 5
+) -> float:
     """Held-out accuracy of a k-nearest-neighbour classifier on latent codes (chapter 04): how much
     class information the latent space keeps where a simple, local rule can read it."""
     from sklearn.neighbors import KNeighborsClassifier
@@ -46,8 +48,9 @@ def silhouette(codes: Tensor, labels: Tensor, max_points: int = 5000, seed: int 
     (chapter 04). Computed on a seeded subset of at most ``max_points`` points (it is quadratic)."""
     from sklearn.metrics import silhouette_score
 
-    return float(silhouette_score(codes.numpy(), labels.numpy(), sample_size=min(max_points, len(codes)),
-                                  random_state=seed))
+    return float(
+        silhouette_score(codes.numpy(), labels.numpy(), sample_size=min(max_points, len(codes)), random_state=seed)
+    )
 
 
 def tsne(codes: Tensor, seed: int = 0, perplexity: float = 30.0) -> Tensor:
@@ -86,8 +89,7 @@ def pca(codes: Tensor, n_components: int = 2) -> tuple[Tensor, np.ndarray]:
     return torch.from_numpy(fitted.transform(codes.numpy())), fitted.explained_variance_ratio_
 
 
-def linear_probe_accuracy(train_codes: Tensor, train_labels: Tensor, test_codes: Tensor,
-                          test_labels: Tensor) -> float:
+def linear_probe_accuracy(train_codes: Tensor, train_labels: Tensor, test_codes: Tensor, test_labels: Tensor) -> float:
     """Held-out accuracy of a logistic-regression probe on latent codes (chapter 08): how much class
     information a single linear read-out finds, the global counterpart of :func:`knn_accuracy`."""
     from sklearn.linear_model import LogisticRegression
@@ -100,8 +102,9 @@ def linear_probe_accuracy(train_codes: Tensor, train_labels: Tensor, test_codes:
     return float(probe.score(test_codes.numpy(), test_labels.numpy()))
 
 
-def tsne_trustworthiness(codes: Tensor, embedding: Tensor, n_neighbors: int = 5, max_points: int = 5000,
-                         seed: int = 0) -> float:
+def tsne_trustworthiness(
+    codes: Tensor, embedding: Tensor, n_neighbors: int = 5, max_points: int = 5000, seed: int = 0
+) -> float:
     """Trustworthiness of a 2-D embedding (e.g. :func:`tsne`) of ``codes``, in [0, 1] (chapter 08):
     1 when every embedding neighbour is also a neighbour in latent space. Computed on a seeded subset
     of at most ``max_points`` points (it is quadratic)."""
@@ -111,8 +114,9 @@ def tsne_trustworthiness(codes: Tensor, embedding: Tensor, n_neighbors: int = 5,
     return float(trustworthiness(codes.numpy()[keep], embedding.numpy()[keep], n_neighbors=n_neighbors))
 
 
-def train_som(codes: Tensor, rows: int, cols: int, iterations: int, seed: int = 0, sigma: float = 1.0,
-              learning_rate: float = 0.5) -> MiniSom:
+def train_som(
+    codes: Tensor, rows: int, cols: int, iterations: int, seed: int = 0, sigma: float = 1.0, learning_rate: float = 0.5
+) -> MiniSom:
     """A ``rows`` x ``cols`` self-organising map (minisom) trained on latent codes (chapter 08).
 
     The map is fitted on the codes as given, not standardised, so its quantization error is in latent
@@ -133,8 +137,10 @@ def som_quality(som: MiniSom, codes: Tensor) -> dict[str, float]:
     Euclidean distance to the best-matching unit) and ``topographic_error`` (fraction of codes whose
     two best units are not adjacent on the grid, in [0, 1])."""
     data = codes.numpy().astype(np.float64)
-    return {"quantization_error": float(som.quantization_error(data)),
-            "topographic_error": float(som.topographic_error(data))}
+    return {
+        "quantization_error": float(som.quantization_error(data)),
+        "topographic_error": float(som.topographic_error(data)),
+    }
 
 
 def kmeans_quantization_error(codes: Tensor, n_clusters: int, seed: int = 0) -> float:
@@ -156,12 +162,16 @@ def assignment_purity(assignments: Tensor, labels: Tensor) -> float:
     above 1 / classes, so compare with shuffled labels.
     """
     if assignments.shape != labels.shape or assignments.dim() != 1 or not len(labels):
-        raise ValueError(f"assignments {list(assignments.shape)} and labels {list(labels.shape)} must be "
-                         "two non-empty vectors of the same length.")
+        raise ValueError(
+            f"assignments {list(assignments.shape)} and labels {list(labels.shape)} must be "
+            "two non-empty vectors of the same length."
+        )
     pairs = torch.stack([torch.as_tensor(assignments).long(), torch.as_tensor(labels).long()], dim=1)
     groups_and_labels, counts = pairs.unique(dim=0, return_counts=True)
     _, group_index = groups_and_labels[:, 0].unique(return_inverse=True)
-    majority = torch.zeros(int(group_index.max()) + 1, dtype=counts.dtype).scatter_reduce(0, group_index, counts, "amax")
+    majority = torch.zeros(int(group_index.max()) + 1, dtype=counts.dtype).scatter_reduce(
+        0, group_index, counts, "amax"
+    )
     return float(majority.sum()) / len(labels)
 
 
@@ -200,8 +210,7 @@ def som_winners(som: MiniSom, codes: Tensor) -> np.ndarray:
     return np.array([som.winner(x) for x in codes.numpy().astype(np.float64)], dtype=np.int64).reshape(-1, 2)
 
 
-def unit_agreement(som: MiniSom, codes_a: Tensor, codes_b: Tensor, radius: int = 1,
-                   seed: int = 0) -> dict[str, float]:
+def unit_agreement(som: MiniSom, codes_a: Tensor, codes_b: Tensor, radius: int = 1, seed: int = 0) -> dict[str, float]:
     """How often paired codes (e.g. an image latent and its caption's, in the same latent space) land
     on the same map unit (chapter 08).
 

@@ -12,6 +12,7 @@ cached; it serves two metrics:
 
 Imports course_lib.core, course_lib.data (images) and course_lib.models (blocks).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ CLASSIFIER_SEED = 0
 # Full classifier: 10 epochs of Adam with a cosine learning-rate decay on all 60,000 training images
 # (>= 92% on the 10,000 test images). Smoke classifier: 1 epoch on the smoke subset, only so that CI
 # can run the metric code end to end.
-TRAINING = {"full": {"epochs": 10, "lr": 1e-3, "batch_size": 128},
-            "smoke": {"epochs": 1, "lr": 2e-3, "batch_size": 128}}
+TRAINING = {
+    "full": {"epochs": 10, "lr": 1e-3, "batch_size": 128},
+    "smoke": {"epochs": 1, "lr": 2e-3, "batch_size": 128},
+}
 
 
 class FashionClassifier(nn.Module):
@@ -48,14 +51,25 @@ class FashionClassifier(nn.Module):
 
     num_features = 128  # torchmetrics reads this attribute to size FID's statistics
 
-    def __init__(self, image_shape: ImageShape = (1, 28, 28), num_classes: int = 10,
-                 channels: tuple[int, int] = (32, 64), dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        image_shape: ImageShape = (1, 28, 28),
+        num_classes: int = 10,
+        channels: tuple[int, int] = (32, 64),
+        dropout: float = 0.3,
+    ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         # Two 2x2 poolings: 28x28 -> 7x7 (computed, so other image sizes work too).
         flat = channels[1] * (image_shape[1] // 4) * (image_shape[2] // 4)
-        self.body = nn.Sequential(conv_block(image_shape[0], channels[0]), conv_block(*channels), nn.Flatten(),
-                                  nn.Dropout(dropout), nn.Linear(flat, self.num_features), nn.ReLU())
+        self.body = nn.Sequential(
+            conv_block(image_shape[0], channels[0]),
+            conv_block(*channels),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(flat, self.num_features),
+            nn.ReLU(),
+        )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.num_features, num_classes))
         self.test_accuracy: float | None = None  # set when trained or loaded: held-out accuracy
         self.train_seconds: float | None = None  # how long its training took
@@ -79,8 +93,9 @@ class ClassificationLoss:
             raise ValueError("ClassificationLoss needs labels: pass (images, labels) batches.")
         logits = model(x).float()
         # validate_args=False: the checks would synchronise with the GPU on every step.
-        accuracy = multiclass_accuracy(logits.argmax(1), y, num_classes=logits.shape[1], average="micro",
-                                       validate_args=False)
+        accuracy = multiclass_accuracy(
+            logits.argmax(1), y, num_classes=logits.shape[1], average="micro", validate_args=False
+        )
         return {"loss": F.cross_entropy(logits, y), "accuracy": accuracy}
 
 
@@ -94,8 +109,9 @@ def _kind(profile_name: str) -> str:
     return "smoke" if get_profile(profile_name).name == "smoke" else "full"
 
 
-def load_or_train_classifier(profile_name: str = "cpu", device: str | torch.device | None = None,
-                             verbose: bool = True) -> FashionClassifier:
+def load_or_train_classifier(
+    profile_name: str = "cpu", device: str | torch.device | None = None, verbose: bool = True
+) -> FashionClassifier:
     """The cached Fashion-MNIST classifier, trained first (with a fixed seed) if there is none (chapter 04).
 
     ``profile_name="smoke"`` gives a 1-epoch classifier on the smoke subset, labelled as such; any other
@@ -119,13 +135,29 @@ def _train(kind: str, path: Path, device: torch.device, verbose: bool) -> Fashio
     settings = TRAINING[kind]
     profile = get_profile("smoke" if kind == "smoke" else "cpu")  # "gpu" trains the same full classifier
     train_data, test_data = fashion_mnist_loaders(profile, device, settings["batch_size"], seed=CLASSIFIER_SEED)
-    model, history = train_judge(FashionClassifier, train_data, ClassificationLoss(), settings, path, device,
-                                 CLASSIFIER_SEED, test_data=test_data, verbose=verbose)
+    model, history = train_judge(
+        FashionClassifier,
+        train_data,
+        ClassificationLoss(),
+        settings,
+        path,
+        device,
+        CLASSIFIER_SEED,
+        test_data=test_data,
+        verbose=verbose,
+    )
     model.test_accuracy = float(history["test_accuracy"].iloc[-1])
     model.train_seconds = float(history["seconds"].sum())  # also right after a resumed training
     model.description = _describe(kind, len(train_data.images), len(test_data.images), settings["epochs"])
-    save_judge(path, model, kind=kind, test_accuracy=model.test_accuracy, train_seconds=model.train_seconds,
-               description=model.description, history=history.reset_index().to_dict("list"))
+    save_judge(
+        path,
+        model,
+        kind=kind,
+        test_accuracy=model.test_accuracy,
+        train_seconds=model.train_seconds,
+        description=model.description,
+        history=history.reset_index().to_dict("list"),
+    )
     return model
 
 
@@ -138,8 +170,9 @@ def _load(path: Path, kind: str) -> FashionClassifier:
     model = FashionClassifier()
     state = load_judge(path, model)
     if state.get("kind") != kind:
-        raise CheckpointError(f"{path} holds a {state.get('kind')!r} classifier, not a {kind!r} one. Delete it to retrain.")
+        raise CheckpointError(
+            f"{path} holds a {state.get('kind')!r} classifier, not a {kind!r} one. Delete it to retrain."
+        )
     model.test_accuracy, model.description = float(state["test_accuracy"]), str(state["description"])
     model.train_seconds = float(state.get("train_seconds", float("nan")))
     return model
-

@@ -5,6 +5,7 @@ One way to train, save and load them: Adam with a cosine learning rate over the 
 checkpoint while training (so an interrupted training resumes), and the cache file written only when
 training has finished, so its existence means "finished". Imports course_lib.core only.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,9 +21,17 @@ from course_lib.core.io import CheckpointError, load_checkpoint, save_checkpoint
 from course_lib.core.train import Batches, EpochScheduler, LossFn, fit
 
 
-def train_judge(build: Callable[[], nn.Module], train_data: Batches, loss: LossFn, settings: dict[str, Any],
-                path: Path, device: torch.device, seed: int, test_data: Batches | None = None,
-                verbose: bool = True) -> tuple[nn.Module, pd.DataFrame]:
+def train_judge(
+    build: Callable[[], nn.Module],
+    train_data: Batches,
+    loss: LossFn,
+    settings: dict[str, Any],
+    path: Path,
+    device: torch.device,
+    seed: int,
+    test_data: Batches | None = None,
+    verbose: bool = True,
+) -> tuple[nn.Module, pd.DataFrame]:
     """Train a judge (chapters 04 and 06): ``build()`` after seeding (so the initial weights are fixed
     too), Adam at ``settings["lr"]`` annealed to zero over ``settings["epochs"]`` (large steps first,
     small ones at the end, so the last epochs settle into a minimum). Resumable through a
@@ -31,8 +40,19 @@ def train_judge(build: Callable[[], nn.Module], train_data: Batches, loss: LossF
     model = build().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
     schedule = EpochScheduler(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings["epochs"]))
-    history = fit(model, train_data, loss, settings["epochs"], test_data=test_data, optimizer=optimizer,
-                  callbacks=[schedule], checkpoint=_resume_path(path), device=device, seed=seed, verbose=verbose)
+    history = fit(
+        model,
+        train_data,
+        loss,
+        settings["epochs"],
+        test_data=test_data,
+        optimizer=optimizer,
+        callbacks=[schedule],
+        checkpoint=_resume_path(path),
+        device=device,
+        seed=seed,
+        verbose=verbose,
+    )
     return model, history
 
 
@@ -51,8 +71,9 @@ def load_judge(path: Path, model: nn.Module) -> dict[str, Any]:
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:  # the architecture changed since the file was written
-        raise CheckpointError(f"{path} does not fit the current {type(model).__name__} ({error}). "
-                              "Delete it to retrain.") from error
+        raise CheckpointError(
+            f"{path} does not fit the current {type(model).__name__} ({error}). Delete it to retrain."
+        ) from error
     return state
 
 

@@ -5,6 +5,7 @@ captions (torchmetrics; needs the CLIP weights).
 
 Imports course_lib.core, course_lib.models, course_lib.evaluation.classifier and (CLIP score) course_lib.text.
 """
+
 from __future__ import annotations
 
 import functools
@@ -104,15 +105,19 @@ class InceptionFeatures(FeatureExtractor):
         try:
             net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
         except ModuleNotFoundError as error:
-            raise RuntimeError("extractor='inception' needs torch-fidelity (pip install torch-fidelity) and, once, "
-                               "the network to download its InceptionV3 weights. Without them use "
-                               "extractor='course' (the course's Fashion-MNIST classifier) and say so next to "
-                               f"the numbers. ({error})") from error
+            raise RuntimeError(
+                "extractor='inception' needs torch-fidelity (pip install torch-fidelity) and, once, "
+                "the network to download its InceptionV3 weights. Without them use "
+                "extractor='course' (the course's Fashion-MNIST classifier) and say so next to "
+                f"the numbers. ({error})"
+            ) from error
         except Exception as error:  # a download raises URLError, HTTPError, ConnectionError, ...
-            raise RuntimeError("The InceptionV3 weights for standard FID could not be loaded: they are downloaded "
-                               "from GitHub on first use (then cached under torch.hub.get_dir()) and this machine "
-                               "could not get them. Use extractor='course' (the course's Fashion-MNIST classifier) "
-                               f"and say so next to the numbers. ({type(error).__name__}: {error})") from error
+            raise RuntimeError(
+                "The InceptionV3 weights for standard FID could not be loaded: they are downloaded "
+                "from GitHub on first use (then cached under torch.hub.get_dir()) and this machine "
+                "could not get them. Use extractor='course' (the course's Fashion-MNIST classifier) "
+                f"and say so next to the numbers. ({type(error).__name__}: {error})"
+            ) from error
         super().__init__(net, 2048, "InceptionV3 pool3 features (standard FID)")
 
     def extract(self, images: Tensor) -> Tensor:
@@ -120,8 +125,9 @@ class InceptionFeatures(FeatureExtractor):
         return self.net((rgb * 255).byte())
 
 
-def feature_extractor(extractor: str | nn.Module = "course", device: str | torch.device | None = None,
-                      verbose: bool = True) -> FeatureExtractor:
+def feature_extractor(
+    extractor: str | nn.Module = "course", device: str | torch.device | None = None, verbose: bool = True
+) -> FeatureExtractor:
     """The feature space FID and KID compare images in (chapter 04).
 
     - ``"course"``: the course's Fashion-MNIST classifier (trained once and cached; with the ``smoke``
@@ -135,7 +141,9 @@ def feature_extractor(extractor: str | nn.Module = "course", device: str | torch
     if isinstance(extractor, FeatureExtractor):
         return extractor.to(device)
     if isinstance(extractor, nn.Module):
-        return ClassifierFeatures(extractor, _num_features(extractor), f"features of {type(extractor).__name__}").to(device)
+        return ClassifierFeatures(extractor, _num_features(extractor), f"features of {type(extractor).__name__}").to(
+            device
+        )
     if extractor == "inception":
         return InceptionFeatures().to(device)
     if extractor == "course":
@@ -149,8 +157,9 @@ def _num_features(net: nn.Module) -> int:
     if hasattr(net, "num_features"):
         return int(net.num_features)
     parameter = next(net.parameters(), None)
-    blank = torch.zeros(2, *getattr(net, "image_shape", (1, 28, 28)),
-                        device=parameter.device if parameter is not None else "cpu")
+    blank = torch.zeros(
+        2, *getattr(net, "image_shape", (1, 28, 28)), device=parameter.device if parameter is not None else "cpu"
+    )
     with torch.no_grad():
         return int(ClassifierFeatures(net, 0, "").extract(blank).shape[1])
 
@@ -166,13 +175,22 @@ def _check_images(images: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a batch of at least 2 images [N, C, H, W], got shape {list(images.shape)}.")
     low, high = float(images.min()), float(images.max())
     if not torch.is_floating_point(images) or low < 0 or high > 1:
-        raise ValueError(f"{name} must be float images in [0, 1], got {images.dtype} in [{low:.3g}, {high:.3g}]. "
-                         "Decoders return logits: apply torch.sigmoid first; uint8 images: divide by 255.")
+        raise ValueError(
+            f"{name} must be float images in [0, 1], got {images.dtype} in [{low:.3g}, {high:.3g}]. "
+            "Decoders return logits: apply torch.sigmoid first; uint8 images: divide by 255."
+        )
 
 
-def fid_kid(real: Tensor, fake: Tensor, extractor: str | nn.Module = "course", batch_size: int = 500,
-            device: str | torch.device | None = None, kid_subset_size: int = 1000, kid_subsets: int = 100,
-            seed: int = 0) -> dict[str, float]:
+def fid_kid(
+    real: Tensor,
+    fake: Tensor,
+    extractor: str | nn.Module = "course",
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    seed: int = 0,
+) -> dict[str, float]:
     """FID and KID between two image sets [N, C, H, W] in [0, 1], with torchmetrics (chapter 04).
 
     Both compare the sets in a feature space (see :func:`feature_extractor`; report which one ran):
@@ -192,8 +210,9 @@ def fid_kid(real: Tensor, fake: Tensor, extractor: str | nn.Module = "course", b
         subset_size = min(kid_subset_size, len(real), len(fake))
         # When a subset is the whole of both sets, every subset is the same: compute it once.
         subsets = 1 if len(real) == len(fake) == subset_size else kid_subsets
-        kid = KernelInceptionDistance(feature=features, subsets=subsets, normalize=True,
-                                      subset_size=subset_size).to(device)
+        kid = KernelInceptionDistance(feature=features, subsets=subsets, normalize=True, subset_size=subset_size).to(
+            device
+        )
     for images, is_real in ((real, True), (fake, False)):
         for batch in images.split(batch_size):
             batch = batch.to(device)
@@ -206,9 +225,15 @@ def fid_kid(real: Tensor, fake: Tensor, extractor: str | nn.Module = "course", b
     return {"fid": float(fid.compute()), "kid_mean": float(kid_mean), "kid_std": float(kid_std)}
 
 
-def fid_floors(real_train: Tensor, real_test: Tensor, extractor: str | nn.Module = "course", batch_size: int = 500,
-               device: str | torch.device | None = None, kid_subset_size: int = 1000,
-               seed: int = 0) -> dict[str, dict[str, float]]:
+def fid_floors(
+    real_train: Tensor,
+    real_test: Tensor,
+    extractor: str | nn.Module = "course",
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
     """Reference values for a model's FID/KID, measured the same way (chapter 04).
 
     - ``"real train vs real test"``: a random subset of the training images (seeded, as many as there
@@ -219,12 +244,14 @@ def fid_floors(real_train: Tensor, real_test: Tensor, extractor: str | nn.Module
 
     ``pandas.DataFrame(fid_floors(...)).T`` shows them as a table.
     """
-    subset = torch.randperm(len(real_train), generator=torch.Generator().manual_seed(seed))[:len(real_test)]
+    subset = torch.randperm(len(real_train), generator=torch.Generator().manual_seed(seed))[: len(real_test)]
     features = feature_extractor(extractor, device)  # built (or loaded) once for both comparisons
     blurred = GaussianBlur(kernel_size=5, sigma=1.0)(real_test).clamp(0, 1)  # float rounding can pass 1
     pairs = {"real train vs real test": real_train[subset], "blurred test vs real test": blurred}
-    return {name: fid_kid(real_test, other, features, batch_size, device, kid_subset_size, seed=seed)
-            for name, other in pairs.items()}
+    return {
+        name: fid_kid(real_test, other, features, batch_size, device, kid_subset_size, seed=seed)
+        for name, other in pairs.items()
+    }
 
 
 @torch.no_grad()
@@ -239,8 +266,13 @@ def predict(classifier: nn.Module, images: Tensor, batch_size: int = 500) -> Ten
     return torch.cat(predictions)
 
 
-def conditional_accuracy(classifier: nn.Module, images: Tensor, requested_labels: Tensor,
-                         class_names: Sequence[str] | None = None, batch_size: int = 500) -> tuple[float, pd.Series]:
+def conditional_accuracy(
+    classifier: nn.Module,
+    images: Tensor,
+    requested_labels: Tensor,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 500,
+) -> tuple[float, pd.Series]:
     """How often a classifier sees the class a conditional model was asked to draw (chapter 04).
 
     Returns ``(overall, per_class)``: the fraction of all ``images`` classified as their requested
@@ -267,8 +299,13 @@ def conditional_accuracy(classifier: nn.Module, images: Tensor, requested_labels
 CLIP_SCORE_MODEL = "openai/clip-vit-base-patch32"  # ViT-B/32, as report 004 used
 
 
-def clip_score(images: Tensor, captions: Sequence[str], model_name: str = CLIP_SCORE_MODEL, batch_size: int = 100,
-               device: str | torch.device | None = None) -> float:
+def clip_score(
+    images: Tensor,
+    captions: Sequence[str],
+    model_name: str = CLIP_SCORE_MODEL,
+    batch_size: int = 100,
+    device: str | torch.device | None = None,
+) -> float:
     """torchmetrics' CLIPScore of images [N, 3, H, W] in [0, 1] against their captions (chapter 06).
 
     100 * max(cos(image, text), 0) averaged over the pairs, in CLIP's space (Hessel et al., 2021).
@@ -295,10 +332,11 @@ def clip_score(images: Tensor, captions: Sequence[str], model_name: str = CLIP_S
     except Exception as error:  # OSError offline, ValueError for a bad name, ...
         raise WeightsNotFoundError(
             f"CLIP score needs the {model_name} weights, which could not be loaded ({problem or error}). Connect to "
-            "the network once (they are cached by Hugging Face), or report the course's own metrics instead.") from error
+            "the network once (they are cached by Hugging Face), or report the course's own metrics instead."
+        ) from error
     for start in range(0, len(images), batch_size):
-        batch = (images[start:start + batch_size] * 255).round().to(torch.uint8).to(device)
-        metric.update(batch, list(captions[start:start + batch_size]))
+        batch = (images[start : start + batch_size] * 255).round().to(torch.uint8).to(device)
+        metric.update(batch, list(captions[start : start + batch_size]))
     return float(metric.compute())
 
 

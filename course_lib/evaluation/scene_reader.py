@@ -13,6 +13,7 @@ cannot be seen (its captions still name one, as COCO's annotators do).
 
 Imports course_lib.core, course_lib.data, course_lib.evaluation.classifier and course_lib.models.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,8 +49,12 @@ def attribute_targets(records: Sequence[dict]) -> Tensor:
             rows.append([UNKNOWN] * len(ATTRIBUTES))
             continue
         main = record["objects"][0]
-        rows.append([UNKNOWN if name == "colour" and record.get("greyscale") else values.index(main[name])
-                     for name, values in ATTRIBUTES.items()])
+        rows.append(
+            [
+                UNKNOWN if name == "colour" and record.get("greyscale") else values.index(main[name])
+                for name, values in ATTRIBUTES.items()
+            ]
+        )
     return torch.tensor(rows, dtype=torch.int64).reshape(-1, len(ATTRIBUTES))
 
 
@@ -63,18 +68,28 @@ class SceneReader(nn.Module):
 
     num_features = 128
 
-    def __init__(self, image_size: int = 64, channels: tuple[int, int, int] = (16, 32, 64),
-                 dropout: float = 0.3) -> None:
+    def __init__(
+        self, image_size: int = 64, channels: tuple[int, int, int] = (16, 32, 64), dropout: float = 0.3
+    ) -> None:
         super().__init__()
         self.image_shape = (3, image_size, image_size)
         flat = channels[-1] * (image_size // 8) ** 2  # the stem and two blocks each halve the size
         # A strided stem instead of a full-resolution block: 4x less work on the largest feature map.
-        stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, stride=2, padding=1, bias=False),
-                             nn.BatchNorm2d(channels[0]), nn.ReLU())
-        self.body = nn.Sequential(stem, conv_block(channels[0], channels[1]), conv_block(channels[1], channels[2]),
-                                  nn.Flatten(), nn.Dropout(dropout), nn.Linear(flat, self.num_features), nn.ReLU())
-        self.heads = nn.ModuleDict({name: nn.Linear(self.num_features, len(values))
-                                    for name, values in ATTRIBUTES.items()})
+        stem = nn.Sequential(
+            nn.Conv2d(3, channels[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU()
+        )
+        self.body = nn.Sequential(
+            stem,
+            conv_block(channels[0], channels[1]),
+            conv_block(channels[1], channels[2]),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(flat, self.num_features),
+            nn.ReLU(),
+        )
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(self.num_features, len(values)) for name, values in ATTRIBUTES.items()}
+        )
         self.test_accuracy: dict[str, float] = {}  # on real held-out scenes: the ceiling for generated ones
         self.description = "untrained SceneReader"
 
@@ -92,8 +107,10 @@ class SceneReader(nn.Module):
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        rows = [torch.stack([logits.argmax(1) for logits in self(batch.to(device)).values()], 1).cpu()
-                for batch in images.split(batch_size)]
+        rows = [
+            torch.stack([logits.argmax(1) for logits in self(batch.to(device)).values()], 1).cpu()
+            for batch in images.split(batch_size)
+        ]
         self.train(was_training)
         return torch.cat(rows)
 
@@ -169,8 +186,7 @@ class AttributeCurve:
 
 
 # ---------------------------------------------------------------- training once, cached
-TRAINING = {"full": {"epochs": 5, "lr": 2e-3, "batch_size": 128},
-            "smoke": {"epochs": 1, "lr": 2e-3, "batch_size": 128}}
+TRAINING = {"full": {"epochs": 5, "lr": 2e-3, "batch_size": 128}, "smoke": {"epochs": 1, "lr": 2e-3, "batch_size": 128}}
 
 
 def reader_path(data: PreparedCaptions, smoke: bool) -> Path:
@@ -179,8 +195,13 @@ def reader_path(data: PreparedCaptions, smoke: bool) -> Path:
     return cache_dir() / "scene_reader" / f"{folder}_{data.images.shape[1]}{'_smoke' if smoke else ''}.pt"
 
 
-def load_or_train_scene_reader(train: PreparedCaptions, test: PreparedCaptions, smoke: bool = False,
-                               device: str | torch.device | None = None, verbose: bool = True) -> SceneReader:
+def load_or_train_scene_reader(
+    train: PreparedCaptions,
+    test: PreparedCaptions,
+    smoke: bool = False,
+    device: str | torch.device | None = None,
+    verbose: bool = True,
+) -> SceneReader:
     """The cached reader of ``train``'s scenes, trained first (fixed seed) if there is none (chapter 06).
 
     ``smoke=True`` trains one epoch only, labelled as such: for CI, not a measurement. The held-out
@@ -203,19 +224,28 @@ def load_or_train_scene_reader(train: PreparedCaptions, test: PreparedCaptions, 
     return frozen(reader.to(device))
 
 
-def _train(train: PreparedCaptions, test: PreparedCaptions, smoke: bool, path: Path, device: torch.device,
-           verbose: bool) -> SceneReader:
+def _train(
+    train: PreparedCaptions, test: PreparedCaptions, smoke: bool, path: Path, device: torch.device, verbose: bool
+) -> SceneReader:
     settings = TRAINING["smoke" if smoke else "full"]
     train_images, _ = train.tensors()
     test_images, _ = test.tensors()
-    batches = TensorLoader(train_images, attribute_targets(train.attributes), settings["batch_size"], shuffle=True,
-                           seed=READER_SEED)
-    reader, _ = train_judge(lambda: SceneReader(train.images.shape[1]), batches, AttributeLoss(), settings, path,
-                            device, READER_SEED, verbose=verbose)
+    batches = TensorLoader(
+        train_images, attribute_targets(train.attributes), settings["batch_size"], shuffle=True, seed=READER_SEED
+    )
+    reader, _ = train_judge(
+        lambda: SceneReader(train.images.shape[1]),
+        batches,
+        AttributeLoss(),
+        settings,
+        path,
+        device,
+        READER_SEED,
+        verbose=verbose,
+    )
     reader.test_accuracy = attribute_accuracy(reader, test_images, attribute_targets(test.attributes))
     kind = "SMOKE scene reader (for CI only, not a real measurement)" if smoke else "Scene reader"
-    reader.description = (f"{kind}, {settings['epochs']} epoch(s) on {len(train):,} scenes, "
-                          f"tested on {len(test):,}")
+    reader.description = f"{kind}, {settings['epochs']} epoch(s) on {len(train):,} scenes, tested on {len(test):,}"
     save_judge(path, reader, test_accuracy=reader.test_accuracy, description=reader.description)
     return reader
 

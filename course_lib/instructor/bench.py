@@ -24,6 +24,7 @@ decoding alone with JPEG draft mode and with a full decode (one process), and th
 
 Imports course_lib.core, course_lib.data and course_lib.models.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,9 @@ def _timed(run: Callable[[int], None], steps: int, warmup: int, device: torch.de
     return time.perf_counter() - started
 
 
-def measure(model_name: str, device: torch.device, steps: int, warmup: int, batch_size: int,
-            workers: int, rounds: int) -> dict[str, float]:
+def measure(
+    model_name: str, device: torch.device, steps: int, warmup: int, batch_size: int, workers: int, rounds: int
+) -> dict[str, float]:
     """Samples per second of the three pipelines for one model (instructor page; ``make bench``)."""
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
@@ -86,9 +88,16 @@ def measure(model_name: str, device: torch.device, steps: int, warmup: int, batc
     images, labels = load_fashion_mnist("train", device=device)
     tensor_loader = TensorLoader(images, labels, batch_size, drop_last=True)
     dataset = datasets.FashionMNIST(str(fashion_mnist_root()), train=True, transform=transforms.ToTensor())
-    data_loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                             pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    prebuilt = [images[i * batch_size:(i + 1) * batch_size] for i in range(warmup + steps)]
+    data_loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+    prebuilt = [images[i * batch_size : (i + 1) * batch_size] for i in range(warmup + steps)]
 
     def endless(loader):
         while True:
@@ -120,6 +129,7 @@ def measure(model_name: str, device: torch.device, steps: int, warmup: int, batc
                 else:
                     loss.backward()
                     optimizer.step()
+
         return run
 
     pipelines = {"course_lib": course_lib_run, "DataLoader": dataloader_run, "compute only": compute_only_run}
@@ -141,8 +151,9 @@ def _full_decode(path: Path, size: int):
         return ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.BICUBIC)
 
 
-def measure_prepare(n_images: int, image_size: tuple[int, int], size: int, workers: int, rounds: int,
-                    folder: Path) -> dict[str, float]:
+def measure_prepare(
+    n_images: int, image_size: tuple[int, int], size: int, workers: int, rounds: int, folder: Path
+) -> dict[str, float]:
     """Images/s of prepare (1 and ``workers`` processes) and of decoding (draft vs full); bytes per image
     (instructor page)."""
     from course_lib.data.coco import load_image, prepare
@@ -156,11 +167,15 @@ def measure_prepare(n_images: int, image_size: tuple[int, int], size: int, worke
         def run():
             with contextlib.redirect_stdout(io.StringIO()):  # the summary would drown the table
                 prepare(folder, "val2017", folder / f"out{next(runs)}", size, workers=n_workers)
+
         return run
 
-    ways = {"prepare, 1 worker": prepare_with(1), f"prepare, {workers} workers": prepare_with(workers),
-            "decode, draft": lambda: [load_image(path, size) for path in paths],
-            "decode, full": lambda: [_full_decode(path, size) for path in paths]}
+    ways = {
+        "prepare, 1 worker": prepare_with(1),
+        f"prepare, {workers} workers": prepare_with(workers),
+        "decode, draft": lambda: [load_image(path, size) for path in paths],
+        "decode, full": lambda: [_full_decode(path, size) for path in paths],
+    }
     seconds: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(rounds):  # interleaved, so machine noise hits every way alike
         for name, run in ways.items():
@@ -179,8 +194,10 @@ def prepare_main(argv: list[str]) -> None:
     (instructor page)."""
     from course_lib.data.coco import default_workers
 
-    parser = argparse.ArgumentParser(prog="python -m course_lib.instructor.bench prepare",
-                                     description="Speed and disk space of chapter 06's prepare step.")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.instructor.bench prepare",
+        description="Speed and disk space of chapter 06's prepare step.",
+    )
     parser.add_argument("--images", type=int, default=1000, help="synthetic JPEGs to write and prepare")
     parser.add_argument("--image-size", default="640x480", help="WIDTHxHEIGHT of the JPEGs (COCO's typical size)")
     parser.add_argument("--size", type=int, default=64, help="prepared side in pixels")
@@ -194,18 +211,26 @@ def prepare_main(argv: list[str]) -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory() as folder:
         rate = measure_prepare(args.images, image_size, args.size, workers, args.rounds, Path(folder))
-    print(f"{args.images:,} synthetic {args.image_size} JPEGs -> {args.size}x{args.size}, {workers} CPUs "
-          f"(load average {load:.1f} before), median of {args.rounds} rounds, files in the page cache")
+    print(
+        f"{args.images:,} synthetic {args.image_size} JPEGs -> {args.size}x{args.size}, {workers} CPUs "
+        f"(load average {load:.1f} before), median of {args.rounds} rounds, files in the page cache"
+    )
     for name in ("prepare, 1 worker", f"prepare, {workers} workers", "decode, draft", "decode, full"):
         print(f"  {name:<24}{rate[name]:>8,.0f} images/s")
-    print(f"  speed-up: {rate[f'prepare, {workers} workers'] / rate['prepare, 1 worker']:.2f}x with {workers} workers, "
-          f"{rate['decode, draft'] / rate['decode, full']:.2f}x from draft mode")
+    print(
+        f"  speed-up: {rate[f'prepare, {workers} workers'] / rate['prepare, 1 worker']:.2f}x with {workers} workers, "
+        f"{rate['decode, draft'] / rate['decode, full']:.2f}x from draft mode"
+    )
     per_1000 = {kind: rate[f"{kind} bytes"] * 1000 / 1e6 for kind in ("image", "metadata")}
-    print(f"  disk per 1,000 images: {per_1000['image']:.1f} MB images + {per_1000['metadata']:.2f} MB metadata "
-          "(captions, labels; scenes also store their attributes)")
+    print(
+        f"  disk per 1,000 images: {per_1000['image']:.1f} MB images + {per_1000['metadata']:.2f} MB metadata "
+        "(captions, labels; scenes also store their attributes)"
+    )
     for split, n in COCO_IMAGES.items():
-        print(f"  COCO {split} ({n:,} images): {per_1000['image'] * n / 1000:,.0f} MB images "
-              f"+ {per_1000['metadata'] * n / 1000:,.0f} MB metadata")
+        print(
+            f"  COCO {split} ({n:,} images): {per_1000['image'] * n / 1000:,.0f} MB images "
+            f"+ {per_1000['metadata'] * n / 1000:,.0f} MB metadata"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -226,16 +251,20 @@ def main(argv: list[str] | None = None) -> None:
 
     device = choose_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    print(f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
-          f"{args.steps} steps x {args.rounds} rounds, DataLoader workers {args.workers}")
+    print(
+        f"device {name}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+        f"{args.steps} steps x {args.rounds} rounds, DataLoader workers {args.workers}"
+    )
     header = f"{'model':<22}{'course_lib':>12}{'DataLoader':>12}{'compute only':>14}{'speed-up':>10}{'overhead':>10}"
     print(header + "\n" + "-" * len(header))
     for model_name in args.models.split(","):
         rate = measure(model_name.strip(), device, args.steps, args.warmup, args.batch_size, args.workers, args.rounds)
         speedup = rate["course_lib"] / rate["DataLoader"]
         overhead = 1 - rate["course_lib"] / rate["compute only"]
-        print(f"{MODELS[model_name.strip()][0]:<22}{rate['course_lib']:>12,.0f}{rate['DataLoader']:>12,.0f}{rate['compute only']:>14,.0f}"
-              f"{speedup:>9.2f}x{overhead:>10.1%}")
+        print(
+            f"{MODELS[model_name.strip()][0]:<22}{rate['course_lib']:>12,.0f}{rate['DataLoader']:>12,.0f}{rate['compute only']:>14,.0f}"
+            f"{speedup:>9.2f}x{overhead:>10.1%}"
+        )
     print("samples/s; speed-up = course_lib / DataLoader; overhead = 1 - course_lib / compute only")
 
 

@@ -24,6 +24,7 @@ CHAPTERS="07"`` uses both to check one chapter on the path the book's users take
 
 Imports course_lib.core (profiles, device) and course_lib.instructor.student.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,15 @@ def execute_chapter(notebook: Path, output: Path, profile: str, timeout: int) ->
 
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    pm.execute_notebook(str(notebook), str(output), parameters={"profile": profile}, cwd=str(notebook.parent),
-                        kernel_name="python3", progress_bar=False, execution_timeout=timeout)
+    pm.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters={"profile": profile},
+        cwd=str(notebook.parent),
+        kernel_name="python3",
+        progress_bar=False,
+        execution_timeout=timeout,
+    )
     return time.perf_counter() - started
 
 
@@ -79,8 +87,9 @@ def output_problems(executed: Path) -> list[str]:
                 what = f"raised {output.get('ename')}: {output.get('evalue')}"
             else:
                 continue
-            problems.append(f"cell {number} (In [{cell.get('execution_count')}], first line: "
-                            f"{_first_line(cell.source)!r}) {what}")
+            problems.append(
+                f"cell {number} (In [{cell.get('execution_count')}], first line: {_first_line(cell.source)!r}) {what}"
+            )
     return problems
 
 
@@ -167,6 +176,7 @@ def machine_description() -> dict[str, str]:
 
 def _toc_files(out: Path) -> set[str]:
     """Document names listed in the staged _toc.yml (a link to any other page would be a warning)."""
+
     def walk(node) -> set[str]:
         if isinstance(node, dict):
             found = {str(node["file"])} if "file" in node else set()
@@ -186,26 +196,41 @@ def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str
     """Write the staged ``book/execution.md``: one row per chapter, then the date and the machine
     (instructor page; ``make book``)."""
     documents = _toc_files(out)
-    lines = ["# Execution report", "",
-             "How this build of the book executed its chapters: `python -m course_lib.instructor.execute` ran each",
-             "notebook with papermill, then Jupyter Book rendered the executed copies without running them",
-             "again. The same numbers are in `execution_report.csv` next to the executed chapters.", "",
-             "| chapter | profile | seconds | of budget | status |", "|---|---|---:|---:|---|"]
+    lines = [
+        "# Execution report",
+        "",
+        "How this build of the book executed its chapters: `python -m course_lib.instructor.execute` ran each",
+        "notebook with papermill, then Jupyter Book rendered the executed copies without running them",
+        "again. The same numbers are in `execution_report.csv` next to the executed chapters.",
+        "",
+        "| chapter | profile | seconds | of budget | status |",
+        "|---|---|---:|---:|---|",
+    ]
     for row in report.itertuples(index=False):
         docname = Path(str(row.output)).with_suffix("").as_posix()
         name = f"{{doc}}`/{docname}`" if docname in documents else f"`{row.chapter}`"
         of_budget = "" if pd.isna(row.of_budget) else f"{row.of_budget:.2f}"
         lines.append(f"| {name} | `{row.profile}` | {row.seconds:.1f} | {of_budget} | {row.status} |")
-    lines += ["", f"Total: {report['seconds'].sum():.1f} s for {len(report)} chapter(s), "
-              f"{(report['status'] == 'ok').sum()} of them ran to the end.", "",
-              "| | |", "|---|---|"]
+    lines += [
+        "",
+        f"Total: {report['seconds'].sum():.1f} s for {len(report)} chapter(s), "
+        f"{(report['status'] == 'ok').sum()} of them ran to the end.",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
     lines += [f"| {key} | {value} |" for key, value in machine.items()]
-    lines += ["", "*Of budget* is the chapter's time divided by its profile's budget per chapter (60 s under",
-              "`smoke`, 1 h under `gpu`; `cpu` has a budget for the whole book, 30 min). The budgets are for",
-              "two CPU cores or a Colab T4; over 1.00 means over budget on this machine.", "",
-              "The profile sets data sizes and epochs (see {ref}`the profile table <setup-profiles>`);",
-              "run times depend on the machine and on the checkpoint cache: a chapter whose models were",
-              "trained by an earlier run with the same profile only reloads them.", ""]
+    lines += [
+        "",
+        "*Of budget* is the chapter's time divided by its profile's budget per chapter (60 s under",
+        "`smoke`, 1 h under `gpu`; `cpu` has a budget for the whole book, 30 min). The budgets are for",
+        "two CPU cores or a Colab T4; over 1.00 means over budget on this machine.",
+        "",
+        "The profile sets data sizes and epochs (see {ref}`the profile table <setup-profiles>`);",
+        "run times depend on the machine and on the checkpoint cache: a chapter whose models were",
+        "trained by an earlier run with the same profile only reloads them.",
+        "",
+    ]
     page = out / EXECUTION_PAGE
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines))
@@ -216,12 +241,19 @@ def budget_summary(report: pd.DataFrame, profile: Profile, whole_book: bool = Tr
     """One line per chapter over its budget, and the run against the book's budget when it ran every chapter
     (instructor page; ``make book``)."""
     total = report["seconds"].sum()
-    lines = [f"total {total:.1f} s for {len(report)} chapter(s)"
-             + (f", {total / profile.book_budget_s:.2f} of the book budget of {profile.book_budget_s / 60:.0f} min"
-                if profile.book_budget_s and whole_book else "")]
+    lines = [
+        f"total {total:.1f} s for {len(report)} chapter(s)"
+        + (
+            f", {total / profile.book_budget_s:.2f} of the book budget of {profile.book_budget_s / 60:.0f} min"
+            if profile.book_budget_s and whole_book
+            else ""
+        )
+    ]
     over = report[report["of_budget"] > 1]
-    lines += [f"over budget: {row.chapter} took {row.seconds:.1f} s ({row.of_budget:.2f} of "
-              f"{profile.chapter_budget_s:.0f} s)" for row in over.itertuples(index=False)]
+    lines += [
+        f"over budget: {row.chapter} took {row.seconds:.1f} s ({row.of_budget:.2f} of {profile.chapter_budget_s:.0f} s)"
+        for row in over.itertuples(index=False)
+    ]
     return "\n".join(lines)
 
 
@@ -234,10 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("_build/executed"))
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root holding the book sources")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
-    parser.add_argument("--checkpoints", type=Path, default=None,
-                        help="train into this checkpoint folder instead of the cache (empty: every model from scratch)")
-    parser.add_argument("--stage-unexecuted", action="store_true",
-                        help="stage the chapters not run, without outputs, so the staged book is complete")
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=None,
+        help="train into this checkpoint folder instead of the cache (empty: every model from scratch)",
+    )
+    parser.add_argument(
+        "--stage-unexecuted",
+        action="store_true",
+        help="stage the chapters not run, without outputs, so the staged book is complete",
+    )
     args = parser.parse_args(argv)
 
     profile = get_profile(args.profile)  # fail early on an unknown name; resolve "auto" once
@@ -249,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checkpoints of this run: {args.checkpoints.resolve()}", flush=True)
     rows, failures = [], []
     for notebook in notebooks:
-        output = args.out / notebook.relative_to(args.root) if notebook.is_relative_to(args.root) else args.out / notebook.name
+        output = (
+            args.out / notebook.relative_to(args.root)
+            if notebook.is_relative_to(args.root)
+            else args.out / notebook.name
+        )
         print(f"executing {notebook} (profile {profile.name}) ...", flush=True)
         started = time.perf_counter()
         try:
@@ -265,11 +308,20 @@ def main(argv: list[str] | None = None) -> int:
             print(failures[-1], flush=True)
         budget = profile.chapter_budget_s
         of_budget = seconds / budget if budget else float("nan")
-        print(f"  {status} in {seconds:.1f} s" + (f", {of_budget:.2f} of the {budget:.0f} s budget" if budget else ""),
-              flush=True)
-        rows.append({"chapter": str(notebook), "profile": profile.name, "seconds": round(seconds, 1),
-                     "of_budget": round(of_budget, 2), "status": status,
-                     "output": output.relative_to(args.out).as_posix()})
+        print(
+            f"  {status} in {seconds:.1f} s" + (f", {of_budget:.2f} of the {budget:.0f} s budget" if budget else ""),
+            flush=True,
+        )
+        rows.append(
+            {
+                "chapter": str(notebook),
+                "profile": profile.name,
+                "seconds": round(seconds, 1),
+                "of_budget": round(of_budget, 2),
+                "status": status,
+                "output": output.relative_to(args.out).as_posix(),
+            }
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     report = pd.DataFrame(rows)
     report.drop(columns="output").to_csv(args.out / "execution_report.csv", index=False)
@@ -283,9 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     print(budget_summary(report, profile, whole_book), flush=True)
     if failures:
         failed = sum(status != "ok" for status in report["status"])
-        print("\n".join(["", f"{failed} chapter(s) failed (a cell raised, or wrote to stderr: catch a warning "
-                                "the lesson expects with course_lib.core.train.expected_warnings):", *failures]),
-              file=sys.stderr)
+        print(
+            "\n".join(
+                [
+                    "",
+                    f"{failed} chapter(s) failed (a cell raised, or wrote to stderr: catch a warning "
+                    "the lesson expects with course_lib.core.train.expected_warnings):",
+                    *failures,
+                ]
+            ),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -16,6 +16,7 @@ Writes ``grades.csv`` (one row per student: points per exercise, total, maximum)
 
 Imports course_lib.checks, course_lib.core and course_lib.instructor (execute, student).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,13 +46,17 @@ def score(records: dict[str, dict[str, str]], assignment: Assignment) -> dict[st
             scored[exercise] = {"status": BY_HAND, "points": None, "message": ""}
             continue
         record = records.get(exercise, {"status": NOT_RUN, "message": "its check cell did not run"})
-        scored[exercise] = {"status": record["status"], "points": points if record["status"] == PASSED else 0.0,
-                            "message": record["message"]}
+        scored[exercise] = {
+            "status": record["status"],
+            "points": points if record["status"] == PASSED else 0.0,
+            "message": record["message"],
+        }
     return scored
 
 
-def grade_tables(records: dict[str, dict], notes: dict[str, list[str]],
-                 assignment: Assignment) -> tuple[pd.DataFrame, pd.DataFrame]:
+def grade_tables(
+    records: dict[str, dict], notes: dict[str, list[str]], assignment: Assignment
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The points table (one row per student) and the details (one row per student and exercise)
     (instructor page; ``python -m course_lib.instructor.grade``)."""
     rows, details = [], []
@@ -63,13 +68,16 @@ def grade_tables(records: dict[str, dict], notes: dict[str, list[str]],
         row["out of"] = sum(assignment.points[exercise] for exercise in automatic)
         row["notes"] = "; ".join(notes.get(student, []))
         rows.append(row)
-        details += [{"student": student, "exercise": exercise, "max points": assignment.points[exercise], **s}
-                    for exercise, s in scored.items()]
+        details += [
+            {"student": student, "exercise": exercise, "max points": assignment.points[exercise], **s}
+            for exercise, s in scored.items()
+        ]
     return pd.DataFrame(rows).set_index("student"), pd.DataFrame(details)
 
 
-def run_submission(notebook: Path, executed: Path, results_file: Path, profile: str,
-                   timeout: int) -> tuple[dict[str, dict[str, str]], str]:
+def run_submission(
+    notebook: Path, executed: Path, results_file: Path, profile: str, timeout: int
+) -> tuple[dict[str, dict[str, str]], str]:
     """Execute one submitted notebook; return what its checks recorded, and a note if it failed
     (instructor page; ``python -m course_lib.instructor.grade``)."""
     results_file.parent.mkdir(parents=True, exist_ok=True)
@@ -102,27 +110,39 @@ def main(argv: list[str] | None = None) -> int:
     submissions = [(notebook.resolve().parent.name, notebook) for notebook in args.notebooks]
     seen = [(student, notebook.name) for student, notebook in submissions]
     if len(set(seen)) < len(seen):
-        parser.error("two submitted notebooks have the same name and folder: put each student's notebooks "
-                     "in a folder of their own (submissions/<student>/<chapter>.ipynb).")
+        parser.error(
+            "two submitted notebooks have the same name and folder: put each student's notebooks "
+            "in a folder of their own (submissions/<student>/<chapter>.ipynb)."
+        )
 
     from course_lib.core.profiles import get_profile
+
     profile = get_profile(args.profile).name
     out = args.out or Path("_build/grades") / assignment.name
-    os.environ.update(COURSE_PROFILE=profile, COURSE_PROGRESS="0")  # also binds a notebook that lost its parameters cell
+    os.environ.update(
+        COURSE_PROFILE=profile, COURSE_PROGRESS="0"
+    )  # also binds a notebook that lost its parameters cell
     records: dict[str, dict] = defaultdict(dict)
     notes: dict[str, list[str]] = defaultdict(list)
     for student, notebook in submissions:
-        recorded, note = run_submission(notebook, out / "executed" / student / notebook.name,
-                                        out / "results" / student / f"{notebook.stem}.json", profile, args.timeout)
+        recorded, note = run_submission(
+            notebook,
+            out / "executed" / student / notebook.name,
+            out / "results" / student / f"{notebook.stem}.json",
+            profile,
+            args.timeout,
+        )
         records[student].update(recorded)
         notes[student] += [note] if note else []
     grades, details = grade_tables(records, notes, assignment)
     grades.to_csv(out / "grades.csv")
     details.to_csv(out / "details.csv", index=False)
     by_hand = [exercise for exercise in assignment.points if exercise not in EXERCISES]
-    print(f"\n{assignment.name} ({assignment.title}): points per exercise: "
-          + ", ".join(f"{exercise} = {points:g}" for exercise, points in assignment.points.items())
-          + (f"; graded by hand, not in the total: {', '.join(by_hand)}" if by_hand else ""))
+    print(
+        f"\n{assignment.name} ({assignment.title}): points per exercise: "
+        + ", ".join(f"{exercise} = {points:g}" for exercise, points in assignment.points.items())
+        + (f"; graded by hand, not in the total: {', '.join(by_hand)}" if by_hand else "")
+    )
     print(grades.drop(columns="notes").fillna(BY_HAND).to_string())
     print(f"\nwritten: {out / 'grades.csv'}, {out / 'details.csv'}")
     return 0

@@ -14,6 +14,7 @@ A fork sets ``repository.url`` (and ``branch``) in ``_config.yml`` and runs ``--
 
 Imports course_lib.instructor.student only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,9 @@ class Repository:
     def _parts(self) -> tuple[str, str]:
         match = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?", self.url)
         if not match:
-            raise ValueError(f"repository.url must be https://github.com/<owner>/<repo> for Colab links, "
-                             f"not {self.url!r}")
+            raise ValueError(
+                f"repository.url must be https://github.com/<owner>/<repo> for Colab links, not {self.url!r}"
+            )
         return match.group(1), match.group(2)
 
     @property
@@ -77,8 +79,11 @@ def read_repository(root: Path | str = ".") -> Repository:
     section = config.get("repository") or {}
     if not section.get("url"):
         raise ValueError(f"{Path(root) / '_config.yml'} has no repository.url")
-    return Repository(url=section["url"].rstrip("/"), branch=section.get("branch") or "main",
-                      path_to_book=section.get("path_to_book") or "")
+    return Repository(
+        url=section["url"].rstrip("/"),
+        branch=section.get("branch") or "main",
+        path_to_book=section.get("path_to_book") or "",
+    )
 
 
 def install_cell(notebook) -> int | None:
@@ -103,13 +108,16 @@ def check_notebook(path: Path, repository: Repository) -> list[str]:
     notebook = nbformat.read(path, as_version=4)
     index = install_cell(notebook)
     if index is None:
-        return [f"{path}: no Colab install cell (a code cell with `if \"google.colab\" in sys.modules:`)"]
+        return [f'{path}: no Colab install cell (a code cell with `if "google.colab" in sys.modules:`)']
     targets = install_targets(notebook.cells[index].source)
     if not targets:
         return [f"{path}: the install cell has no `git+https://...` address"]
-    return [f"{path}: the install cell installs from {url}@{ref or '<default branch>'}, "
-            f"but _config.yml says {repository.url}@{repository.branch}"
-            for url, ref in targets if (url, ref) != (repository.url, repository.branch)]
+    return [
+        f"{path}: the install cell installs from {url}@{ref or '<default branch>'}, "
+        f"but _config.yml says {repository.url}@{repository.branch}"
+        for url, ref in targets
+        if (url, ref) != (repository.url, repository.branch)
+    ]
 
 
 def sync_notebook(path: Path, repository: Repository) -> bool:
@@ -146,9 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             if sync_notebook(path, repository):
                 print(f"updated {path}")
     problems = [problem for path in notebooks for problem in check_notebook(path, repository)]
-    print("\n".join(problems) if problems else
-          f"{len(notebooks)} chapter(s) install from {repository.pip_spec}; "
-          f"Colab opens {repository.colab_url('chapters/<name>.ipynb')}")
+    print(
+        "\n".join(problems)
+        if problems
+        else f"{len(notebooks)} chapter(s) install from {repository.pip_spec}; "
+        f"Colab opens {repository.colab_url('chapters/<name>.ipynb')}"
+    )
     return 1 if problems else 0
 
 

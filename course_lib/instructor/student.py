@@ -19,6 +19,7 @@ and what they are worth (``python -m course_lib.instructor.grade`` turns checks 
 
 Imports no other part of course_lib.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,11 +77,14 @@ def load_assignment(config: Path, name: str) -> Assignment:
     points = entry.get("exercises") or {}
     for exercise, value in points.items():
         if not isinstance(exercise, str) or not EXERCISE_ID.match(exercise):
-            raise ExerciseMarkupError(f"{config}, assignment {name}: exercise ids are quoted strings like \"2.1\" "
-                                      f"(YAML reads an unquoted 2.10 as the number 2.1), got {exercise!r}.")
+            raise ExerciseMarkupError(
+                f'{config}, assignment {name}: exercise ids are quoted strings like "2.1" '
+                f"(YAML reads an unquoted 2.10 as the number 2.1), got {exercise!r}."
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ExerciseMarkupError(f"{config}, assignment {name}: exercise {exercise} needs a number of points "
-                                      f"(0 or more), got {value!r}.")
+            raise ExerciseMarkupError(
+                f"{config}, assignment {name}: exercise {exercise} needs a number of points (0 or more), got {value!r}."
+            )
     if not points:
         raise ExerciseMarkupError(f"{config}, assignment {name}: list its exercises and their points.")
     return Assignment(name, entry.get("title", name), {exercise: float(value) for exercise, value in points.items()})
@@ -121,8 +125,10 @@ def student_notebook(nb: NotebookNode, stub: Collection[str] | None = None, wher
             lines = _replace_regions(cell.source.splitlines(), HIDDEN_TESTS, lambda indent: [], context)
             if any(SOLUTION[0] in line for line in lines):
                 if exercise is None:
-                    raise ExerciseMarkupError(f"{context}: a solution outside any exercise; put it under an "
-                                              "'### Exercise N.M: title' heading.")
+                    raise ExerciseMarkupError(
+                        f"{context}: a solution outside any exercise; put it under an "
+                        "'### Exercise N.M: title' heading."
+                    )
                 if stub is None or exercise in stub:
                     lines = _replace_regions(lines, SOLUTION, _code_stub(exercise), context)
                     stubbed.append(exercise)
@@ -140,22 +146,28 @@ def student_notebook(nb: NotebookNode, stub: Collection[str] | None = None, wher
 
 
 def _student_note(exercises: list[str]) -> str:
-    return (f"**Student version.** Your exercises in this notebook: {', '.join(exercises)}. Each check cell "
-            "tells you whether your answer is right. Until it is, the notebook goes on with the library's "
-            "reference implementation, so every later cell still runs.")
+    return (
+        f"**Student version.** Your exercises in this notebook: {', '.join(exercises)}. Each check cell "
+        "tells you whether your answer is right. Until it is, the notebook goes on with the library's "
+        "reference implementation, so every later cell still runs."
+    )
 
 
 def _code_stub(exercise: str) -> Callable[[str], list[str]]:
     def stub(indent: str) -> list[str]:
         if indent:  # inside a function: keep its signature and docstring, make calling it say "not done"
-            return [f"{indent}# YOUR CODE HERE",
-                    f'{indent}raise NotImplementedError("Exercise {exercise}: write your solution here")']
+            return [
+                f"{indent}# YOUR CODE HERE",
+                f'{indent}raise NotImplementedError("Exercise {exercise}: write your solution here")',
+            ]
         return [f"# YOUR CODE HERE (Exercise {exercise})"]
+
     return stub
 
 
-def _replace_regions(lines: list[str], markers: tuple[str, str], replacement: Callable[[str], list[str]],
-                     context: str) -> list[str]:
+def _replace_regions(
+    lines: list[str], markers: tuple[str, str], replacement: Callable[[str], list[str]], context: str
+) -> list[str]:
     """Replace every region from a ``begin`` line to an ``end`` line with ``replacement(indent of begin)``."""
     begin, end = markers
     out: list[str] = []
@@ -165,7 +177,7 @@ def _replace_regions(lines: list[str], markers: tuple[str, str], replacement: Ca
             if opened is not None:
                 raise ExerciseMarkupError(f"{context}, line {number + 1}: {begin!r} again before {end!r}.")
             opened = number
-            out += replacement(line[:len(line) - len(line.lstrip())])
+            out += replacement(line[: len(line) - len(line.lstrip())])
         elif end in line:
             if opened is None:
                 raise ExerciseMarkupError(f"{context}, line {number + 1}: {end!r} without {begin!r}.")
@@ -191,14 +203,17 @@ def _outside_fences(lines: list[str]) -> list[str]:
     return out
 
 
-def _student_markdown(source: str, exercise: str | None, stub: Collection[str] | None,
-                      context: str) -> tuple[str, str | None, list[str]]:
+def _student_markdown(
+    source: str, exercise: str | None, stub: Collection[str] | None, context: str
+) -> tuple[str, str | None, list[str]]:
     """Follow the exercise headings; replace the solution admonitions of stubbed exercises.
 
     Returns the new source, the exercise open at the end of the cell and the exercises stubbed here."""
     if SOLUTION[0] in source or HIDDEN_TESTS[0] in source:
-        raise ExerciseMarkupError(f"{context}: solution markers belong in code cells; in markdown, put the "
-                                  "answer in a ```{admonition} Solution block.")
+        raise ExerciseMarkupError(
+            f"{context}: solution markers belong in code cells; in markdown, put the "
+            "answer in a ```{admonition} Solution block."
+        )
     out, stubbed, fence, skipping = [], [], None, False
     for line in source.splitlines():
         stripped = line.strip()
@@ -238,8 +253,10 @@ def chapters_of(assignment: Assignment, notebooks: list[Path]) -> list[Path]:
     for number in assignment.chapters:
         matches = [notebook for notebook in notebooks if notebook.name.startswith(f"{number}_")]
         if not matches:
-            raise ExerciseMarkupError(f"Assignment {assignment.name} asks for exercises of chapter {number}, but no "
-                                      f"notebook {number}_*.ipynb is among {', '.join(map(str, notebooks))}.")
+            raise ExerciseMarkupError(
+                f"Assignment {assignment.name} asks for exercises of chapter {number}, but no "
+                f"notebook {number}_*.ipynb is among {', '.join(map(str, notebooks))}."
+            )
         chosen += matches
     return chosen
 
@@ -259,13 +276,17 @@ def write_student_versions(notebooks: list[Path], out: Path, assignment: Assignm
         nbformat.write(student_notebook(nb, stub, where=str(notebook)), out / notebook.name)
         to_do = exercises if stub is None else [e for e in exercises if e in stub]
         examples = [e for e in exercises if e not in to_do]
-        print(f"{out / notebook.name}: exercises {', '.join(to_do) or 'none'}"
-              + (f"; worked examples {', '.join(examples)}" if examples else ""))
+        print(
+            f"{out / notebook.name}: exercises {', '.join(to_do) or 'none'}"
+            + (f"; worked examples {', '.join(examples)}" if examples else "")
+        )
         written.append(out / notebook.name)
     missing = sorted(set(assignment.points) - found) if assignment else []
     if missing:
-        raise ExerciseMarkupError(f"Assignment {assignment.name} asks for {', '.join(missing)}, which no chapter "
-                                  "has a '### Exercise N.M' heading for.")
+        raise ExerciseMarkupError(
+            f"Assignment {assignment.name} asks for {', '.join(missing)}, which no chapter "
+            "has a '### Exercise N.M' heading for."
+        )
     return written
 
 

@@ -2,6 +2,7 @@
 
 Imports only torch and course_lib.models.blocks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,13 +42,15 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
-def mlp_autoencoder(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32,
-                    hidden: Sequence[int] = (512, 256)) -> Autoencoder:
+def mlp_autoencoder(
+    image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, hidden: Sequence[int] = (512, 256)
+) -> Autoencoder:
     """Fully connected autoencoder; the decoder mirrors the encoder's hidden sizes (chapter 01)."""
     return Autoencoder(MLPEncoder(image_shape, hidden), MLPDecoder(image_shape, latent_dim, hidden[::-1]), latent_dim)
 
 
-def conv_autoencoder(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32,
-                     channels: Sequence[int] = (32, 64)) -> Autoencoder:
+def conv_autoencoder(
+    image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, channels: Sequence[int] = (32, 64)
+) -> Autoencoder:
     """Convolutional autoencoder for any image size (see :class:`ConvDecoder`; chapter 01)."""
     return Autoencoder(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, latent_dim, channels), latent_dim)

@@ -6,6 +6,7 @@ so 28x28, 32x32 and 64x64 inputs all work.
 
 Imports only torch: no other part of course_lib.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,9 +21,11 @@ def check_images(x: Tensor, image_shape: ImageShape) -> None:
     """Raise a clear error when ``x`` is not a batch of images of ``image_shape`` (chapter 01)."""
     if x.dim() != 4 or tuple(x.shape[1:]) != tuple(image_shape):
         hint = " Add a batch dimension with x.unsqueeze(0)." if tuple(x.shape) == tuple(image_shape) else ""
-        raise ValueError(f"Expected an image batch of shape [B, {', '.join(map(str, image_shape))}] "
-                         f"but got {list(x.shape)}.{hint} Build the model with the image_shape of your "
-                         "data, e.g. conv_vae(image_shape=(3, 64, 64)).")
+        raise ValueError(
+            f"Expected an image batch of shape [B, {', '.join(map(str, image_shape))}] "
+            f"but got {list(x.shape)}.{hint} Build the model with the image_shape of your "
+            "data, e.g. conv_vae(image_shape=(3, 64, 64))."
+        )
 
 
 class MLPEncoder(nn.Module):
@@ -113,8 +116,12 @@ class ConvDecoder(nn.Module):
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     """3x3 convolution, BatchNorm, ReLU, then 2x2 max-pooling (halves height and width): the judges of
     chapters 04 and 06."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(2))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
 
 
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:

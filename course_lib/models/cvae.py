@@ -10,6 +10,7 @@ class index [B] (turned into a one-hot vector), a one-hot vector [B, K], or any 
 
 Imports only torch and course_lib.models (blocks, vae).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,8 +35,10 @@ def conditioning(model: nn.Module, condition: Tensor | None) -> tuple[Tensor, ..
     if not getattr(model, "conditional", False):
         return ()
     if condition is None:
-        raise ValueError(f"{type(model).__name__} is conditional: pass a condition (class indices [B], one-hot "
-                         "vectors [B, K] or embeddings [B, K]) along with the images.")
+        raise ValueError(
+            f"{type(model).__name__} is conditional: pass a condition (class indices [B], one-hot "
+            "vectors [B, K] or embeddings [B, K]) along with the images."
+        )
     return (condition,)
 
 
@@ -58,8 +61,15 @@ class CVAE(VAE):
 
     conditional = True
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, condition_dim: int,
-                 mode: str = "concat", head_hidden: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        latent_dim: int,
+        condition_dim: int,
+        mode: str = "concat",
+        head_hidden: Sequence[int] = (),
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"Unknown conditioning mode {mode!r}; choose one of {MODES}.")
         features = encoder.out_features + (condition_dim if mode == "concat" else 0)
@@ -74,12 +84,16 @@ class CVAE(VAE):
         device = next(self.parameters()).device
         if not torch.is_floating_point(condition):
             if condition.dim() != 1 or int(condition.min()) < 0 or int(condition.max()) >= self.condition_dim:
-                raise ValueError(f"Class indices must be a 1-D tensor of values in 0..{self.condition_dim - 1}, "
-                                 f"got shape {list(condition.shape)} with values {condition.min()}..{condition.max()}.")
+                raise ValueError(
+                    f"Class indices must be a 1-D tensor of values in 0..{self.condition_dim - 1}, "
+                    f"got shape {list(condition.shape)} with values {condition.min()}..{condition.max()}."
+                )
             condition = one_hot(condition, self.condition_dim)
         if condition.dim() != 2 or condition.shape[1] != self.condition_dim:
-            raise ValueError(f"Expected conditions of shape [B, {self.condition_dim}] (or class indices [B]), "
-                             f"got {list(condition.shape)}.")
+            raise ValueError(
+                f"Expected conditions of shape [B, {self.condition_dim}] (or class indices [B]), "
+                f"got {list(condition.shape)}."
+            )
         if batch_size is not None and len(condition) != batch_size:
             raise ValueError(f"{batch_size} images but {len(condition)} conditions.")
         return condition.to(device)
@@ -114,13 +128,15 @@ class CVAE(VAE):
     def sample(self, condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One image per condition, decoding z ~ N(0, I): ``sample(torch.tensor([3, 3, 7]))``."""
         device = next(self.parameters()).device
-        z = torch.randn(len(condition), self.latent_dim, generator=generator,
-                        device=generator.device if generator else device)
+        z = torch.randn(
+            len(condition), self.latent_dim, generator=generator, device=generator.device if generator else device
+        )
         return self.decode(z.to(device), condition)
 
 
-def mlp_cvae(image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, latent_dim: int = 20,
-             hidden: Sequence[int] = (400,)) -> CVAE:
+def mlp_cvae(
+    image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, latent_dim: int = 20, hidden: Sequence[int] = (400,)
+) -> CVAE:
     """The one-hot MLP CVAE of reports 002/004: [784 pixels + 10] -> 400 -> z (20); [z + 10] -> 400 -> 784
     (chapter 04)."""
     encoder = MLPEncoder(image_shape, hidden=())  # flatten only: the condition joins the raw pixels
@@ -128,11 +144,20 @@ def mlp_cvae(image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, lat
     return CVAE(encoder, decoder, latent_dim, condition_dim, "concat", head_hidden=hidden)
 
 
-def conv_cvae(image_shape: ImageShape = (1, 28, 28), condition_dim: int = 10, latent_dim: int = 128,
-              channels: Sequence[int] = (32, 64, 128), mode: str = "concat") -> CVAE:
+def conv_cvae(
+    image_shape: ImageShape = (1, 28, 28),
+    condition_dim: int = 10,
+    latent_dim: int = 128,
+    channels: Sequence[int] = (32, 64, 128),
+    mode: str = "concat",
+) -> CVAE:
     """Report 003's convolutional CVAE (3 conv layers, latent 128), condition concatenated or added
     (chapters 04 and 06)."""
     decoder_in = latent_dim + (condition_dim if mode == "concat" else 0)
-    return CVAE(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, decoder_in, channels), latent_dim,
-                condition_dim, mode)
-
+    return CVAE(
+        ConvEncoder(image_shape, channels),
+        ConvDecoder(image_shape, decoder_in, channels),
+        latent_dim,
+        condition_dim,
+        mode,
+    )

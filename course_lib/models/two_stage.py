@@ -15,6 +15,7 @@ whatever ``train()`` says). Stage 2's loss is :class:`course_lib.core.losses.Lat
 
 Imports only torch and course_lib.models.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -30,8 +31,9 @@ STAGE1_CHANNELS = (16, 32, 64, 128, 256)  # the course's default: same depth, wi
 
 
 # ---------------------------------------------------------------- stage 1
-def image_vae(image_shape: ImageShape = (3, 64, 64), latent_dim: int = 64,
-              channels: Sequence[int] = STAGE1_CHANNELS) -> VAE:
+def image_vae(
+    image_shape: ImageShape = (3, 64, 64), latent_dim: int = 64, channels: Sequence[int] = STAGE1_CHANNELS
+) -> VAE:
     """Stage 1, the image VAE (chapter 07): :func:`~course_lib.models.vae.conv_vae` with five stride-2
     layers. ``channels=REPORT000_CHANNELS`` with ``latent_dim=64`` is report 000's configuration."""
     return conv_vae(image_shape, latent_dim, channels)
@@ -40,8 +42,10 @@ def image_vae(image_shape: ImageShape = (3, 64, 64), latent_dim: int = 64,
 # ---------------------------------------------------------------- stage 2
 def _check_tokens(features: Tensor, mask: Tensor, token_dim: int) -> None:
     if features.dim() != 3 or features.shape[-1] != token_dim:
-        raise ValueError(f"Expected token features [B, L, {token_dim}], got {list(features.shape)}. Use "
-                         "encoder.token_features(texts) (not encode(), which pools the tokens away).")
+        raise ValueError(
+            f"Expected token features [B, L, {token_dim}], got {list(features.shape)}. Use "
+            "encoder.token_features(texts) (not encode(), which pools the tokens away)."
+        )
     if mask.shape != features.shape[:2]:
         raise ValueError(f"The mask {list(mask.shape)} must be [B, L] = {list(features.shape[:2])}.")
     if not mask.bool().any(1).all():
@@ -59,8 +63,16 @@ class TextToLatent(nn.Module):
     ``predict_logvar=True`` to a log-variance as well.
     """
 
-    def __init__(self, token_dim: int, latent_dim: int, heads: int = 3, model_dim: int | None = 192,
-                 hidden: int = 512, predict_logvar: bool = False, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        token_dim: int,
+        latent_dim: int,
+        heads: int = 3,
+        model_dim: int | None = 192,
+        hidden: int = 512,
+        predict_logvar: bool = False,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         model_dim = model_dim or token_dim
         if model_dim % heads:
@@ -69,8 +81,12 @@ class TextToLatent(nn.Module):
         self.project = nn.Linear(token_dim, model_dim) if model_dim != token_dim else nn.Identity()
         self.attention = nn.MultiheadAttention(model_dim, heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(model_dim)
-        self.mlp = nn.Sequential(nn.Linear(model_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, latent_dim * (2 if predict_logvar else 1)))
+        self.mlp = nn.Sequential(
+            nn.Linear(model_dim, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, latent_dim * (2 if predict_logvar else 1)),
+        )
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """``features [B, L, token_dim]``, ``mask [B, L]`` (True at real tokens) -> ``mu [B, latent]``,
@@ -94,8 +110,10 @@ class TwoStageVAE(nn.Module):
     def __init__(self, vae: VAE, text: TextToLatent) -> None:
         super().__init__()
         if text.latent_dim != vae.latent_dim:
-            raise ValueError(f"The text network predicts {text.latent_dim}-d codes but the image VAE's latent "
-                             f"space has {vae.latent_dim} dimensions.")
+            raise ValueError(
+                f"The text network predicts {text.latent_dim}-d codes but the image VAE's latent "
+                f"space has {vae.latent_dim} dimensions."
+            )
         self.vae = vae.requires_grad_(False).eval()
         self.text = text
         self.latent_dim = vae.latent_dim
@@ -120,7 +138,7 @@ class TwoStageVAE(nn.Module):
         self.eval()
         codes = []
         for i in range(0, len(features), batch_size):
-            out = self(features[i:i + batch_size], mask[i:i + batch_size])
+            out = self(features[i : i + batch_size], mask[i : i + batch_size])
             codes.append((out[0] if isinstance(out, tuple) else out).float().cpu())
         self.train(was_training)
         return torch.cat(codes)
@@ -129,7 +147,7 @@ class TwoStageVAE(nn.Module):
     def generate(self, features: Tensor, mask: Tensor) -> Tensor:
         """Text -> z (the predicted mean) -> frozen decoder -> images in [0, 1], on the CPU."""
         z = self.encode_text(features, mask)
-        return torch.cat([self.vae.decode(z[i:i + 256].to(self.device)).cpu() for i in range(0, len(z), 256)])
+        return torch.cat([self.vae.decode(z[i : i + 256].to(self.device)).cpu() for i in range(0, len(z), 256)])
 
     def text_to_image(self, encoder, texts: Sequence[str]) -> Tensor:
         """Captions -> images: ``encoder.token_features`` (a frozen BERT-family model), then :meth:`generate`."""
@@ -147,4 +165,3 @@ def pack_tokens(features: Tensor, mask: Tensor, dtype: torch.dtype = torch.float
 def unpack_tokens(packed: Tensor) -> tuple[Tensor, Tensor]:
     """The inverse of :func:`pack_tokens`: ``(features float32 [N, L, D], mask bool [N, L])`` (chapter 07)."""
     return packed[..., :-1].float(), packed[..., -1] > 0.5
-

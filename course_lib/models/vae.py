@@ -6,6 +6,7 @@ outputs the parameters of p(x|z) (Bernoulli logits, or a Gaussian mean after the
 
 Imports only torch and course_lib.models.blocks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -33,8 +34,9 @@ class VAE(nn.Module):
 
     conditional = False  # see CVAE (chapter 04)
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int,
-                 to_posterior: nn.Module | None = None) -> None:
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, to_posterior: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.image_shape = encoder.image_shape
         self.latent_dim = latent_dim

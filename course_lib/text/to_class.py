@@ -12,6 +12,7 @@ the words a student can type.
 
 Imports course_lib.data (images) only.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,16 +22,40 @@ from typing import NamedTuple
 from course_lib.data.images import FASHION_MNIST_CLASSES
 
 FASHION_SYNONYMS: dict[str, int] = {
-    "t-shirt": 0, "tshirt": 0, "tee shirt": 0, "tee": 0, "top": 0,
-    "trouser": 1, "pants": 1, "jeans": 1, "slacks": 1,
-    "pullover": 2, "sweater": 2, "hoodie": 2, "jumper": 2, "sweatshirt": 2,
-    "dress": 3, "gown": 3,
-    "coat": 4, "jacket": 4, "parka": 4, "blazer": 4,
-    "sandal": 5, "flip-flop": 5,
-    "shirt": 6, "blouse": 6,
-    "sneaker": 7, "trainer": 7, "shoe": 7,
-    "bag": 8, "handbag": 8, "purse": 8, "backpack": 8, "tote": 8,
-    "ankle boot": 9, "boot": 9,
+    "t-shirt": 0,
+    "tshirt": 0,
+    "tee shirt": 0,
+    "tee": 0,
+    "top": 0,
+    "trouser": 1,
+    "pants": 1,
+    "jeans": 1,
+    "slacks": 1,
+    "pullover": 2,
+    "sweater": 2,
+    "hoodie": 2,
+    "jumper": 2,
+    "sweatshirt": 2,
+    "dress": 3,
+    "gown": 3,
+    "coat": 4,
+    "jacket": 4,
+    "parka": 4,
+    "blazer": 4,
+    "sandal": 5,
+    "flip-flop": 5,
+    "shirt": 6,
+    "blouse": 6,
+    "sneaker": 7,
+    "trainer": 7,
+    "shoe": 7,
+    "bag": 8,
+    "handbag": 8,
+    "purse": 8,
+    "backpack": 8,
+    "tote": 8,
+    "ankle boot": 9,
+    "boot": 9,
 }
 
 PLURAL = r"(?:e?s)?"  # "boot" matches "boots", "dress" matches "dresses"
@@ -82,8 +107,9 @@ def _longest_first(synonyms: Mapping[str, int]) -> list[str]:
     return sorted(synonyms, key=lambda word: (-len(word), word))
 
 
-def find_classes(text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS,
-                 class_names: Sequence[str] = FASHION_MNIST_CLASSES) -> list[ClassMatch]:
+def find_classes(
+    text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS, class_names: Sequence[str] = FASHION_MNIST_CLASSES
+) -> list[ClassMatch]:
     """Every class word in ``text``, in order of appearance, case-insensitive, whole words only (chapter 04).
 
     Where known words overlap, the longest phrase wins: "ankle boots" is one Ankle boot (not also a
@@ -98,8 +124,9 @@ def find_classes(text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS,
     return found
 
 
-def text_to_class(text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS,
-                  class_names: Sequence[str] = FASHION_MNIST_CLASSES) -> ClassMatch:
+def text_to_class(
+    text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS, class_names: Sequence[str] = FASHION_MNIST_CLASSES
+) -> ClassMatch:
     """The class a short text asks for: the **first mentioned** class wins (chapter 04).
 
     "a coat over a dress" is a Coat, "a dress under a coat" a Dress. Raises ``TypeError`` for a
@@ -111,13 +138,16 @@ def text_to_class(text: str, synonyms: Mapping[str, int] = FASHION_SYNONYMS,
         raise ValueError("the text is empty: describe a piece of clothing, e.g. 'a red dress'")
     matches = find_classes(text, synonyms, class_names)
     if not matches:
-        raise UnknownClassError(f"no Fashion-MNIST class in {text!r}. Known words (plurals work too): "
-                                + _known_words(synonyms, class_names))
+        raise UnknownClassError(
+            f"no Fashion-MNIST class in {text!r}. Known words (plurals work too): "
+            + _known_words(synonyms, class_names)
+        )
     return matches[0]
 
 
-def class_words(synonyms: Mapping[str, int] = FASHION_SYNONYMS,
-                class_names: Sequence[str] = FASHION_MNIST_CLASSES) -> dict[str, list[str]]:
+def class_words(
+    synonyms: Mapping[str, int] = FASHION_SYNONYMS, class_names: Sequence[str] = FASHION_MNIST_CLASSES
+) -> dict[str, list[str]]:
     """Class name -> its known words, classes in index order, words in ``synonyms`` order (chapter 04)."""
     words: dict[str, list[str]] = {name: [] for name in class_names}
     for word, index in synonyms.items():
@@ -127,8 +157,7 @@ def class_words(synonyms: Mapping[str, int] = FASHION_SYNONYMS,
 
 def _known_words(synonyms: Mapping[str, int], class_names: Sequence[str]) -> str:
     """``"T-shirt/top: t-shirt, tshirt, tee shirt, tee, top; Trouser: ..."``"""
-    return "; ".join(f"{name}: {', '.join(words)}"
-                     for name, words in class_words(synonyms, class_names).items())
+    return "; ".join(f"{name}: {', '.join(words)}" for name, words in class_words(synonyms, class_names).items())
 
 
 def _require_str(text: object) -> None:

@@ -2,6 +2,7 @@
 
 Imports torch and course_lib.core.
 """
+
 from __future__ import annotations
 
 import hashlib
