@@ -7,8 +7,8 @@ from it afterwards, so chapter 08 reuses what chapters 04 and 07 trained (or tra
 alone). Every checkpoint name comes from :func:`course_lib.core.train.checkpoint_path` with the
 arguments that define the run.
 
-Layer rule: may import evaluation, text, data, core and models (it imports core, data, text and models);
-within course_lib only the instructor tools may import it.
+Layer rule: may import evaluation, text, data, core and models (today it imports core, data, text and
+models); within course_lib only the instructor tools may import it.
 """
 
 from __future__ import annotations
