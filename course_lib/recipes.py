@@ -53,10 +53,16 @@ def fashion_mlp_vae(
     device: str | torch.device | None = None,
     seed: int = 0,
     verbose: bool = True,
+    loaders: tuple[TensorLoader, TensorLoader] | None = None,
 ) -> tuple[VAE, pd.DataFrame]:
     """Chapter 04's MLP VAE on Fashion-MNIST (hidden 400, Bernoulli ELBO, the profile's epochs), trained
-    once and cached; chapter 08 maps its latent space. Returns ``(model, history)``."""
-    train_data, test_data = fashion_mnist_loaders(profile, device=device or "cpu", seed=seed)
+    once and cached; chapter 08 maps its latent space. Returns ``(model, history)``.
+
+    ``loaders``: the ``(train, test)`` batches to use; the chapter that owns the model passes its own,
+    so that the batch order continues its shuffling as it always did (a loader's order moves on with
+    every epoch it serves); a later chapter passes none and gets fresh ones. Either way the checkpoint
+    is the same file, so a later chapter loads the model the owning chapter trained."""
+    train_data, test_data = loaders or fashion_mnist_loaders(profile, device=device or "cpu", seed=seed)
     model = mlp_vae(latent_dim=latent_dim, hidden=(400,))
     history = fit(
         model,
@@ -120,10 +126,16 @@ def stage1(
     device: str | torch.device | None = None,
     seed: int = 0,
     verbose: bool = True,
+    loaders: tuple[TensorLoader, TensorLoader] | None = None,
 ) -> tuple[VAE, pd.DataFrame]:
     """Stage 1 of chapter 07: the image VAE (:data:`STAGE1_CHANNELS`) on the Gaussian ELBO with pixel noise
-    ``sigma``, for the profile's epochs. Returns ``(vae, history)``."""
-    train_data, test_data = scenes.loaders(profile.batch_size, seed)
+    ``sigma``, for the profile's epochs. Returns ``(vae, history)``.
+
+    ``loaders``: the ``(train, test)`` batches to use; the chapter that owns the model passes its own,
+    so that the batch order continues its shuffling as it always did (a loader's order moves on with
+    every epoch it serves); a later chapter passes none and gets fresh ones. Either way the checkpoint
+    is the same file, so a later chapter loads the model the owning chapter trained."""
+    train_data, test_data = loaders or scenes.loaders(profile.batch_size, seed)
     vae = image_vae(scenes.image_shape, latent_dim, STAGE1_CHANNELS)
     history = fit(
         vae,
@@ -150,11 +162,17 @@ def report000_stage1(
     device: str | torch.device | None = None,
     seed: int = 0,
     verbose: bool = True,
+    loaders: tuple[TensorLoader, TensorLoader] | None = None,
 ) -> tuple[VAE, pd.DataFrame]:
     """Report 000's stage-1 architecture (:data:`REPORT000_CHANNELS`) for the profile's short epochs: with
     report 000's KL weighting (:func:`~course_lib.core.losses.report000_elbo`, which collapses the
-    posterior) or, with ``report000_weighting=False``, with the ELBO at pixel noise ``sigma`` (chapter 07)."""
-    train_data, test_data = scenes.loaders(profile.batch_size, seed)
+    posterior) or, with ``report000_weighting=False``, with the ELBO at pixel noise ``sigma`` (chapter 07).
+
+    ``loaders``: the ``(train, test)`` batches to use; the chapter that owns the model passes its own,
+    so that the batch order continues its shuffling as it always did (a loader's order moves on with
+    every epoch it serves); a later chapter passes none and gets fresh ones. Either way the checkpoint
+    is the same file, so a later chapter loads the model the owning chapter trained."""
+    train_data, test_data = loaders or scenes.loaders(profile.batch_size, seed)
     vae = image_vae(scenes.image_shape, latent_dim, REPORT000_CHANNELS)
     loss = report000_elbo(scenes.image_shape) if report000_weighting else ELBO(likelihood="gaussian", sigma=sigma)
     history = fit(
