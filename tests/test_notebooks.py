@@ -70,34 +70,24 @@ def test_book_builds_from_executed_chapters(book_build):
     assert (html / "index.html").exists()
 
 
-def test_failing_cell_is_named_and_fails_the_run(tmp_path, smoke_env):
+def run_chapter(tmp_path: Path, name: str, cells: list[str], env: dict[str, str], argument: str | None = None):
+    """Write a chapter ``chapters/<name>`` (a parameters cell, then ``cells``) into a fresh book root and
+    run ``course_lib.instructor.execute`` on it under smoke; ``argument`` names it (default: its path)."""
     nb = nbformat.v4.new_notebook(
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     )
-    nb.cells = [
-        nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("raise ValueError('broken on purpose')"),
-    ]
-    notebook = tmp_path / "chapters" / "99_broken.ipynb"
+    nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in cells]
+    notebook = tmp_path / "chapters" / name
     notebook.parent.mkdir()
     nbformat.write(nb, notebook)
     (tmp_path / "_config.yml").write_text("title: t\n")
-    result = _run(
-        [
-            sys.executable,
-            "-m",
-            "course_lib.instructor.execute",
-            "--profile",
-            "smoke",
-            "--root",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "out"),
-            str(notebook),
-        ],
-        smoke_env,
-    )
+    command = [sys.executable, "-m", "course_lib.instructor.execute", "--profile", "smoke", "--root", str(tmp_path)]
+    return _run([*command, "--out", str(tmp_path / "out"), argument or str(notebook)], env)
+
+
+def test_failing_cell_is_named_and_fails_the_run(tmp_path, smoke_env):
+    result = run_chapter(tmp_path, "99_broken.ipynb", ["x = 1", "raise ValueError('broken on purpose')"], smoke_env)
     assert result.returncode != 0
     assert "99_broken.ipynb" in result.stderr and "ValueError: broken on purpose" in result.stderr
     assert "In [4]" in result.stderr  # papermill inserts the injected-parameters cell before it
@@ -107,39 +97,15 @@ def test_failing_cell_is_named_and_fails_the_run(tmp_path, smoke_env):
 def test_a_cell_writing_to_stderr_fails_the_run_naming_the_cell(tmp_path, smoke_env):
     """A stray warning would fail Jupyter Book's strict build after the long rendering step; the runner
     catches it as soon as the chapter finishes, and a warning caught with expected_warnings is not stray."""
-    nb = nbformat.v4.new_notebook(
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    expected = (
+        "import warnings\n"
+        "from course_lib.core.train import PosteriorCollapseWarning, expected_warnings\n"
+        "with expected_warnings(PosteriorCollapseWarning) as caught:\n"
+        "    warnings.warn('shown as part of the lesson', PosteriorCollapseWarning)\n"
+        "print(caught[0].message)"
     )
-    nb.cells = [
-        nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "import warnings\n"
-            "from course_lib.core.train import PosteriorCollapseWarning, expected_warnings\n"
-            "with expected_warnings(PosteriorCollapseWarning) as caught:\n"
-            "    warnings.warn('shown as part of the lesson', PosteriorCollapseWarning)\n"
-            "print(caught[0].message)"
-        ),
-        nbformat.v4.new_code_cell("warnings.warn('nobody expected this', UserWarning)"),
-    ]
-    notebook = tmp_path / "chapters" / "98_stray.ipynb"
-    notebook.parent.mkdir()
-    nbformat.write(nb, notebook)
-    (tmp_path / "_config.yml").write_text("title: t\n")
-    result = _run(
-        [
-            sys.executable,
-            "-m",
-            "course_lib.instructor.execute",
-            "--profile",
-            "smoke",
-            "--root",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "out"),
-            "98",
-        ],
-        smoke_env,
-    )
+    stray = "warnings.warn('nobody expected this', UserWarning)"
+    result = run_chapter(tmp_path, "98_stray.ipynb", [expected, stray], smoke_env, argument="98")
     assert result.returncode != 0
     assert "1 chapter(s) failed" in result.stderr
     assert (
