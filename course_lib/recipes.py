@@ -22,7 +22,13 @@ from torch import Tensor
 
 from course_lib.core.losses import ELBO, LatentRegression, report000_elbo
 from course_lib.core.profiles import Profile
-from course_lib.core.train import checkpoint_path, fit, image_posteriors
+from course_lib.core.train import (
+    PosteriorCollapseWarning,
+    checkpoint_path,
+    expected_warnings,
+    fit,
+    image_posteriors,
+)
 from course_lib.data.captions import caption_pairs
 from course_lib.data.coco import CaptionData, PreparedCaptions, caption_data, load_prepared
 from course_lib.data.images import SCENES_SMALL, TensorLoader, fashion_mnist_loaders
@@ -256,7 +262,9 @@ def stage2(
 
 @dataclass
 class TwoStage:
-    """Everything chapter 07 trains, as chapter 08 needs it."""
+    """Everything chapter 07 trains, as chapter 08 needs it. ``collapse_warnings``: the messages of the
+    posterior-collapse warning that training report 000's stage 1 gives on purpose (empty when it was
+    loaded from chapter 07's checkpoint), for the chapter to show rather than as stray stderr."""
 
     scenes: SceneImages
     vae: VAE
@@ -265,6 +273,7 @@ class TwoStage:
     train_captions: CaptionFeatures
     test_captions: CaptionFeatures
     model: TwoStageVAE
+    collapse_warnings: list[str]
 
 
 def two_stage(
@@ -281,7 +290,8 @@ def two_stage(
     and stage 2."""
     scenes = scene_images(profile, seed)
     vae, _ = stage1(scenes, profile, latent_dim, sigma, device, seed, verbose)
-    collapsed, _ = report000_stage1(scenes, profile, latent_dim, device=device, seed=seed, verbose=verbose)
+    with expected_warnings(PosteriorCollapseWarning) as caught:  # report 000's weighting collapses: the lesson
+        collapsed, _ = report000_stage1(scenes, profile, latent_dim, device=device, seed=seed, verbose=verbose)
     sizes = TWO_STAGE_SIZES[profile.name]
     encoder = text_encoder(sizes["text_model"] or text_model)
     train = caption_features(
@@ -291,4 +301,4 @@ def two_stage(
     model, _ = stage2(
         vae, encoder, train, test, scenes.train_images, scenes.test_images, profile, device, seed, verbose
     )
-    return TwoStage(scenes, vae, collapsed, encoder, train, test, model)
+    return TwoStage(scenes, vae, collapsed, encoder, train, test, model, [str(w.message) for w in caught])
