@@ -226,8 +226,8 @@ def stage2(
     encoder: TextEncoder,
     train: CaptionFeatures,
     test: CaptionFeatures,
-    train_images: Tensor,
-    test_images: Tensor,
+    train_targets: Tensor,
+    test_targets: Tensor,
     profile: Profile,
     device: str | torch.device | None = None,
     seed: int = 0,
@@ -235,9 +235,10 @@ def stage2(
 ) -> tuple[TwoStageVAE, pd.DataFrame]:
     """Stage 2 of chapter 07: a :class:`~course_lib.models.TextToLatent` regressed onto the frozen image
     posterior means (:class:`~course_lib.core.losses.LatentRegression`, lr 1e-3) for the profile's
-    stage-2 epochs. Returns ``(two_stage_model, history)``; the image VAE stays frozen."""
+    stage-2 epochs. ``train_targets`` / ``test_targets``: the frozen VAE's posteriors of the images
+    (:func:`~course_lib.core.train.image_posteriors`), computed once by the caller, who uses them too.
+    Returns ``(two_stage_model, history)``; the image VAE stays frozen."""
     latent_dim = vae.latent_dim
-    train_targets, test_targets = image_posteriors(vae, train_images), image_posteriors(vae, test_images)
     train_data = TensorLoader(
         pack_tokens(train.features, train.mask), train_targets[train.owner], profile.batch_size, seed=seed
     )
@@ -273,6 +274,8 @@ class TwoStage:
     train_captions: CaptionFeatures
     test_captions: CaptionFeatures
     model: TwoStageVAE
+    train_targets: Tensor  # the frozen VAE's posteriors [mu, logvar] of the training and held-out images
+    test_targets: Tensor
     collapse_warnings: list[str]
 
 
@@ -298,7 +301,7 @@ def two_stage(
         encoder, scenes.train_part.captions[: len(scenes.train_images)], sizes["captions_per_image"], seed
     )
     test = caption_features(encoder, scenes.test_part.captions, 1, seed + 1)
-    model, _ = stage2(
-        vae, encoder, train, test, scenes.train_images, scenes.test_images, profile, device, seed, verbose
-    )
-    return TwoStage(scenes, vae, collapsed, encoder, train, test, model, [str(w.message) for w in caught])
+    train_targets, test_targets = image_posteriors(vae, scenes.train_images), image_posteriors(vae, scenes.test_images)
+    model, _ = stage2(vae, encoder, train, test, train_targets, test_targets, profile, device, seed, verbose)
+    warnings = [str(w.message) for w in caught]
+    return TwoStage(scenes, vae, collapsed, encoder, train, test, model, train_targets, test_targets, warnings)
