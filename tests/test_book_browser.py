@@ -1,30 +1,28 @@
-"""Every page of the built smoke book, opened in headless Chromium.
+"""The built smoke book, opened in headless Chromium through Playwright.
 
 The book built once per session by the ``book_build`` fixture (conftest.py) is loaded page by page
-in one headless Chromium. For each page of the table of contents the test checks, in the live DOM
-after the load event, that the page has a title and a main heading, that every ``<img>`` in the
-main content has loaded (``naturalWidth > 0``: a broken path or an unreadable file gives 0), and
-that no error output (traceback, stderr, error cell) is shown. It keeps one PNG screenshot per
-chapter in ``_build/screenshots/`` as a build artefact.
+with pytest-playwright's ``page`` fixture. The tests check, in the live DOM:
 
-Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: JSON messages
-separated by NUL bytes on file descriptors 3 and 4), so the test needs no Python package beyond the
-standard library, only Debian's ``chromium`` (``apt-get install chromium``; ``.ci/run`` installs it
-where apt-get is usable). Without Chromium the test is skipped and says how to get it. External
-hosts are resolved to nothing (``--host-resolver-rules``), so the test never waits on the network:
-MathJax, loaded from a CDN, does not typeset in the screenshots.
+- every page of the table of contents has a title and a main heading, every ``<img>`` in the main
+  content has loaded (``naturalWidth > 0``: a broken path or an unreadable file gives 0), and no
+  error output (traceback, stderr, error cell) is shown; one PNG screenshot per chapter is kept in
+  ``_build/screenshots/`` as a build artefact;
+- the formulas of chapter 02 are typeset by MathJax with no request leaving the machine (the book
+  bundles MathJax through ``sphinx-mathjax-offline``, _config.yml);
+- each chapter's Colab launch button opens that chapter's notebook on the repository _config.yml
+  names;
+- an exercise's solution dropdown is closed on load and opens when its title is clicked.
+
+Playwright drives Debian's ``chromium`` (``apt-get install chromium``; ``.ci/run`` installs it where
+apt-get is usable) through ``executable_path``, so no browser is downloaded; ``$CHROMIUM`` names
+another binary. Without one the tests are skipped and say how to get it. External hosts resolve to
+nothing (``--host-resolver-rules``), so a page that needs the network shows it instead of waiting.
 """
 
 from __future__ import annotations
 
-import base64
-import fcntl
-import json
 import os
-import select
 import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -33,28 +31,22 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "_build" / "screenshots"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
-# The flags a sandboxed, offline machine needs (Chromium otherwise keeps calling home), and a
-# window the width of a laptop screen.
-CHROMIUM_FLAGS = [
-    "--headless",
+# What a sandboxed, offline machine needs: no sandbox (containers run as root), no GPU, and no host
+# but localhost (Chromium otherwise keeps calling home, and a CDN would hide a missing bundle).
+CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
-    "--mute-audio",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
-    "--window-size=1280,900",
 ]
 SCREENSHOT_MAX_HEIGHT = 12000  # CSS pixels of a long chapter kept in its screenshot (at half scale)
+MATHJAX_TIMEOUT_MS = 30_000
 
-PAGE_REPORT = """(async () => {
+PAGE_REPORT = """async () => {
   const main = document.querySelector("main") || document.body;
-  const images = Array.from(main.querySelectorAll("img"));
+  const article = main.querySelector("article") || main;  // the page's text, without the header buttons
+  const images = Array.from(article.querySelectorAll("img"));
   images.forEach(img => { img.loading = "eager"; });
   await Promise.all(images.map(img => img.complete ? null : new Promise(done => {
     img.addEventListener("load", done); img.addEventListener("error", done);
@@ -70,7 +62,10 @@ PAGE_REPORT = """(async () => {
       .map(node => node.textContent.trim().slice(0, 200)),
     height: document.documentElement.scrollHeight,
   };
-})()"""
+}"""
+# Formulas MathJax has not replaced: Sphinx writes each as a span.math / div.math with the LaTeX.
+UNTYPESET_FORMULAS = """() => Array.from(document.querySelectorAll("main span.math, main div.math"))
+  .filter(node => !node.querySelector("mjx-container")).map(node => node.textContent.slice(0, 80))"""
 
 
 def find_chromium() -> str | None:
@@ -80,111 +75,22 @@ def find_chromium() -> str | None:
     return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
 
 
-class Chromium:
-    """A headless Chromium and one tab, driven over the DevTools protocol on a pipe."""
-
-    def __init__(self, binary: str, profile_dir: Path, timeout: float = 30.0):
-        self.timeout, self.next_id, self.buffer, self.session, self.events = timeout, 0, b"", None, []
-        to_browser_r, self.to_browser = os.pipe()
-        self.from_browser, from_browser_w = os.pipe()
-
-        def as_fds_3_and_4():  # Chromium reads commands on fd 3 and writes replies on fd 4
-            high_r = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
-            high_w = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-
-        self.process = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=as_fds_3_and_4,
-            pass_fds=(3, 4),
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's launch arguments, pointed at the machine's own Chromium."""
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip(
+            "headless Chromium not found: install Debian's chromium (`apt-get install chromium`; "
+            ".ci/run does it where apt-get is usable) or set CHROMIUM=/path/to/chromium"
         )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.send("Page.enable")
-        self.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+    return {**browser_type_launch_args, "executable_path": binary, "args": CHROMIUM_ARGS}
 
-    def _messages(self, deadline: float):
-        """Yield the browser's messages until the deadline."""
-        while True:
-            while b"\0" in self.buffer:
-                raw, self.buffer = self.buffer.split(b"\0", 1)
-                yield json.loads(raw)
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.from_browser], [], [], left)[0]:
-                raise TimeoutError("Chromium did not answer in time")
-            chunk = os.read(self.from_browser, 1 << 20)
-            if not chunk:
-                raise RuntimeError(f"Chromium exited (code {self.process.poll()})")
-            self.buffer += chunk
 
-    def send(self, method: str, **params):
-        """Send one command and return its result; events that arrive meanwhile are kept in ``events``."""
-        self.next_id += 1
-        message = {"id": self.next_id, "method": method, "params": params}
-        if self.session and not method.startswith("Target."):
-            message["sessionId"] = self.session
-        os.write(self.to_browser, json.dumps(message).encode() + b"\0")
-        for reply in self._messages(time.monotonic() + self.timeout):
-            if reply.get("id") == self.next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-            if "method" in reply:
-                self.events.append(reply["method"])
-
-    def open(self, url: str) -> None:
-        """Navigate the tab and wait for the page's load event."""
-        self.events.clear()
-        self.send("Page.navigate", url=url)
-        if "Page.loadEventFired" in self.events:
-            return
-        for message in self._messages(time.monotonic() + self.timeout):
-            if message.get("method") == "Page.loadEventFired":
-                return
-
-    def evaluate(self, expression: str):
-        result = self.send("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
-        return result["result"]["value"]
-
-    def screenshot(self, path: Path, height: int) -> None:
-        """A PNG of the page from the top, at half scale, at most SCREENSHOT_MAX_HEIGHT tall.
-
-        The window is made as tall as the page for the shot (``captureBeyondViewport`` on long
-        pages shifted the layout sideways), then set back.
-        """
-        self.send(
-            "Emulation.setDeviceMetricsOverride",
-            width=1280,
-            height=min(height, SCREENSHOT_MAX_HEIGHT),
-            deviceScaleFactor=0.5,
-            mobile=False,
-        )
-        try:
-            data = self.send("Page.captureScreenshot", format="png")["data"]
-        finally:
-            self.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
-        path.write_bytes(base64.b64decode(data))
-
-    def close(self) -> None:
-        try:
-            self.send("Browser.close")
-        except Exception:
-            pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        os.close(self.to_browser)
-        os.close(self.from_browser)
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """A window the width of a laptop screen."""
+    return {**browser_context_args, "viewport": {"width": 1280, "height": 900}}
 
 
 def toc_documents(book_root: Path) -> list[str]:
@@ -206,29 +112,41 @@ def toc_documents(book_root: Path) -> list[str]:
     return names
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip(
-            "headless Chromium not found: install Debian's chromium (`apt-get install chromium`; "
-            ".ci/run does it where apt-get is usable) or set CHROMIUM=/path/to/chromium"
-        )
-    chromium = Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
-    yield chromium
-    chromium.close()
+def chapter_documents(book_root: Path) -> list[str]:
+    return [name for name in toc_documents(book_root) if name.startswith("chapters/")]
+
+
+@pytest.fixture
+def half_scale_page(browser, browser_context_args):
+    """A page rendered at half the pixel density, for screenshots of whole chapters."""
+    context = browser.new_context(**{**browser_context_args, "device_scale_factor": 0.5})
+    yield context.new_page()
+    context.close()
+
+
+def screenshot(page, path: Path, height: int) -> None:
+    """A PNG of the page from the top, at most SCREENSHOT_MAX_HEIGHT CSS pixels tall.
+
+    The window is made as tall as the page for the shot, then set back.
+    """
+    page.set_viewport_size({"width": 1280, "height": min(height, SCREENSHOT_MAX_HEIGHT)})
+    try:
+        page.screenshot(path=path)
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
 
 
 @pytest.mark.book
-def test_every_page_renders_in_chromium(built_html, executed, browser):
+def test_every_page_renders_in_chromium(built_html, executed, half_scale_page):
+    page = half_scale_page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     problems, pages = [], toc_documents(executed)
-    assert any(name.startswith("chapters/") for name in pages)
+    assert chapter_documents(executed)
     for name in pages:
-        page = built_html / f"{name}.html"
-        assert page.is_file(), f"{name}: not built"
-        browser.open(page.as_uri())
-        report = browser.evaluate(PAGE_REPORT)
+        built = built_html / f"{name}.html"
+        assert built.is_file(), f"{name}: not built"
+        page.goto(built.as_uri())
+        report = page.evaluate(PAGE_REPORT)
         if not report["title"].strip() or not report["heading"]:
             problems.append(f"{name}: no title or no <h1> (title {report['title']!r})")
         broken = [image["src"] for image in report["images"] if image["width"] == 0]
@@ -239,7 +157,57 @@ def test_every_page_renders_in_chromium(built_html, executed, browser):
         if name.startswith("chapters/"):
             if not report["images"]:
                 problems.append(f"{name}: no figure in the chapter")
-            browser.screenshot(SCREENSHOTS / f"{Path(name).name}.png", report["height"])
+            screenshot(page, SCREENSHOTS / f"{Path(name).name}.png", report["height"])
     assert not problems, "\n".join(problems)
-    chapters = [name for name in pages if name.startswith("chapters/")]
+    chapters = chapter_documents(executed)
     assert all((SCREENSHOTS / f"{Path(name).name}.png").stat().st_size > 10_000 for name in chapters)
+
+
+@pytest.mark.book
+def test_chapter_02_formulas_are_typeset_without_the_network(built_html, page):
+    outside = []
+    page.on("request", lambda request: None if request.url.startswith("file:") else outside.append(request.url))
+    page.goto((built_html / "chapters" / "02_vae.html").as_uri())
+    page.wait_for_selector("main div.math mjx-container", timeout=MATHJAX_TIMEOUT_MS)
+    page.wait_for_function(f"({UNTYPESET_FORMULAS})().length === 0", timeout=MATHJAX_TIMEOUT_MS)
+    first_display = page.locator("main div.math").first
+    assert first_display.locator("mjx-container").is_visible()
+    assert "\\log" not in first_display.inner_text(), "the first display formula still shows its LaTeX"
+    assert page.locator("main mjx-container").count() >= 20
+    assert not outside, f"chapter 02 asked hosts outside the machine: {outside[:5]}"
+
+
+@pytest.mark.book
+def test_each_colab_button_opens_that_chapters_notebook(built_html, executed, page):
+    config = yaml.safe_load((executed / "_config.yml").read_text())
+    repository = config["repository"]
+    owner_and_name = repository["url"].removeprefix("https://github.com/").rstrip("/")
+    colab = config["launch_buttons"]["colab_url"].rstrip("/")
+    for name in chapter_documents(executed):
+        page.goto((built_html / f"{name}.html").as_uri())
+        button = page.locator(".dropdown-launch-buttons a[href*='colab']")
+        assert button.count() == 1, f"{name}: {button.count()} Colab buttons"
+        notebook = f"{repository.get('path_to_book') or ''}{name}.ipynb".lstrip("/")
+        expected = f"{colab}/github/{owner_and_name}/blob/{repository['branch']}/{notebook}"
+        assert button.get_attribute("href") == expected, name
+        assert not button.is_visible()
+        page.locator(".dropdown-launch-buttons > button").click()
+        assert button.is_visible(), f"{name}: the launch menu did not open"
+
+
+@pytest.mark.book
+def test_an_exercise_solution_opens_when_clicked(built_html, executed, page):
+    for name in chapter_documents(executed):
+        page.goto((built_html / f"{name}.html").as_uri())
+        solutions = page.locator("main div.dropdown.admonition")
+        if solutions.count():
+            break
+    else:
+        pytest.fail("no chapter has a solution dropdown (an admonition with :class: dropdown)")
+    solution = solutions.first
+    answer = solution.locator("> :not(.admonition-title)").first
+    assert solution.locator(".admonition-title").inner_text().strip().startswith("Solution")
+    assert not answer.is_visible(), f"{name}: the solution is shown before it is asked for"
+    solution.locator(".admonition-title").click()
+    answer.wait_for(state="visible")
+    assert answer.inner_text().strip()
