@@ -1,5 +1,6 @@
 """Chapter 04's metrics: the course classifier (loss, caching), FID/KID in a pluggable feature space,
-the FID floors and conditional accuracy. FID tests use a tiny random-weight classifier; nothing here
+the FID floors, conditional accuracy, and GeneratorEvaluation (the measuring helper chapters 04
+and 06 share). FID tests use a tiny random-weight classifier; nothing here
 needs the real data, Inception weights or the network."""
 
 from __future__ import annotations
@@ -16,11 +17,19 @@ from torch import nn
 import course_lib.evaluation.classifier
 import course_lib.evaluation.judges
 from course_lib.core.io import CheckpointError
+from course_lib.data.images import TensorLoader
 from course_lib.evaluation.classifier import (
     ClassificationLoss,
     FashionClassifier,
     classifier_path,
     load_or_train_classifier,
+)
+from course_lib.evaluation.generators import (
+    GeneratorEvaluation,
+    class_judge,
+    per_class_columns,
+    reconstructions,
+    without_per_class,
 )
 from course_lib.evaluation.metrics import (
     ClassifierFeatures,
@@ -29,7 +38,9 @@ from course_lib.evaluation.metrics import (
     fid_floors,
     fid_kid,
     predict,
+    reconstruction_metrics,
 )
+from course_lib.models import mlp_cvae
 
 
 def object_images(n: int, seed: int) -> torch.Tensor:
@@ -308,3 +319,61 @@ def test_clip_score_loads_a_local_clip_and_matches_clip_itself(tiny_clip_folder)
     expected = (100 * F.cosine_similarity(output.image_embeds, output.text_embeds).clamp(min=0)).mean()
     assert 0 < score <= 100
     assert score == pytest.approx(float(expected), rel=1e-4)
+
+
+# --------------------------------------------------------------------------- GeneratorEvaluation (chapters 04, 06)
+
+NAMES = [f"class {c}" for c in range(10)]
+
+
+def test_class_judge_reports_overall_worst_and_per_class_accuracy():
+    judge = class_judge(Logits(), NAMES)
+    asked = torch.tensor([0, 0, 1, 1])
+    columns = judge(images_predicted_as([0, 0, 1, 3]), asked)  # class 1 drawn right once of twice
+    assert columns["conditional accuracy"] == pytest.approx(0.75)
+    assert columns["worst class accuracy"] == pytest.approx(0.5)
+    table = pd.DataFrame({"model": columns}).T
+    per_class = per_class_columns(table)
+    assert list(per_class.index) == ["class 0", "class 1"] and list(per_class.columns) == ["model"]
+    assert per_class["model"].tolist() == pytest.approx([1.0, 0.5])
+    assert list(without_per_class(table).columns) == ["conditional accuracy", "worst class accuracy"]
+
+
+@pytest.fixture(scope="module")
+def cvae_and_data():
+    torch.manual_seed(0)
+    images = torch.rand(40, 1, 28, 28)
+    labels = torch.arange(40) % 10
+    return mlp_cvae(latent_dim=4, hidden=(16,)).eval(), images, labels
+
+
+def test_model_columns_read_the_history_and_the_reconstructions(cvae_and_data):
+    model, images, labels = cvae_and_data
+    torch.manual_seed(0)
+    measure = GeneratorEvaluation(images, class_judge(FashionClassifier(channels=(4, 8)).eval(), NAMES), "course")
+    loader = TensorLoader(images, labels, 16, shuffle=False)
+    history = pd.DataFrame({"test_loss": [9.0, 7.5], "seconds": [1.0, 2.0]})
+    columns = measure.model_columns(model, loader, history, labels)
+    expected = reconstruction_metrics(model, loader)
+    assert columns["held-out -ELBO (nats)"] == 7.5 and columns["train seconds"] == 3.0
+    assert columns["held-out SSIM (recon.)"] == pytest.approx(expected["ssim"])
+    assert columns["held-out MSE per image (recon.)"] == pytest.approx(expected["mse_per_pixel"] * 784)
+    assert 0 <= columns["conditional accuracy (recon.)"] <= 1
+    assert not any(name.startswith("accuracy: ") for name in columns)  # per-class columns are for samples
+    hybrid = history.assign(test_neg_elbo=[8.0, 6.0])  # a hybrid objective logs the -ELBO apart
+    assert measure.model_columns(model, loader, hybrid)["held-out -ELBO (nats)"] == 6.0
+    assert reconstructions(model, loader).shape == images.shape
+
+
+def test_samples_repeat_and_sample_columns_compare_them_with_the_held_out_images(cvae_and_data):
+    model, images, labels = cvae_and_data
+    torch.manual_seed(0)
+    classifier = FashionClassifier(channels=(4, 8)).eval()
+    measure = GeneratorEvaluation(images, class_judge(classifier, NAMES), classifier, seed=3)
+    first, again = measure.samples(model, labels, batch_size=7), measure.samples(model, labels, batch_size=7)
+    assert first.shape == images.shape and torch.equal(first, again)
+    columns = measure.sample_columns(first, labels)
+    assert {"conditional accuracy", "worst class accuracy", "FID", "KID", "accuracy: class 9"} <= set(columns)
+    assert measure.sample_columns(images, labels)["FID"] == pytest.approx(0.0, abs=1e-3)  # real vs itself
+    floors = measure.floors(torch.rand(60, 1, 28, 28))
+    assert list(floors.index) == ["real train vs real test", "blurred test vs real test"]
