@@ -7,6 +7,12 @@ from it afterwards, so chapter 08 reuses what chapters 04 and 07 trained (or tra
 alone). Every checkpoint name comes from :func:`course_lib.core.train.checkpoint_path` with the
 arguments that define the run.
 
+``loaders=`` (the recipes that train on batches): the ``(train, test)`` batches to use. The chapter
+that owns the model passes its own, so that the batch order continues its shuffling as it always did
+(a loader's order moves on with every epoch it serves); a later chapter passes none and gets fresh
+ones. Either way the checkpoint is the same file, so a later chapter loads the model the owning
+chapter trained.
+
 Layer rule: may import evaluation, text, data, core and models (today it imports core, data, text and
 models); within course_lib only the instructor tools may import it.
 """
@@ -64,10 +70,7 @@ def fashion_mlp_vae(
     """Chapter 04's MLP VAE on Fashion-MNIST (hidden 400, Bernoulli ELBO, the profile's epochs), trained
     once and cached; chapter 08 maps its latent space. Returns ``(model, history)``.
 
-    ``loaders``: the ``(train, test)`` batches to use; the chapter that owns the model passes its own,
-    so that the batch order continues its shuffling as it always did (a loader's order moves on with
-    every epoch it serves); a later chapter passes none and gets fresh ones. Either way the checkpoint
-    is the same file, so a later chapter loads the model the owning chapter trained."""
+    ``loaders``: the ``(train, test)`` batches, see the module docstring."""
     train_data, test_data = loaders or fashion_mnist_loaders(profile, device=device or "cpu", seed=seed)
     model = mlp_vae(latent_dim=latent_dim, hidden=(400,))
     history = fit(
@@ -137,10 +140,7 @@ def stage1(
     """Stage 1 of chapter 07: the image VAE (:data:`STAGE1_CHANNELS`) on the Gaussian ELBO with pixel noise
     ``sigma``, for the profile's epochs. Returns ``(vae, history)``.
 
-    ``loaders``: the ``(train, test)`` batches to use; the chapter that owns the model passes its own,
-    so that the batch order continues its shuffling as it always did (a loader's order moves on with
-    every epoch it serves); a later chapter passes none and gets fresh ones. Either way the checkpoint
-    is the same file, so a later chapter loads the model the owning chapter trained."""
+    ``loaders``: the ``(train, test)`` batches, see the module docstring."""
     train_data, test_data = loaders or scenes.loaders(profile.batch_size, seed)
     vae = image_vae(scenes.image_shape, latent_dim, STAGE1_CHANNELS)
     history = fit(
@@ -174,10 +174,7 @@ def report000_stage1(
     report 000's KL weighting (:func:`~course_lib.core.losses.report000_elbo`, which collapses the
     posterior) or, with ``report000_weighting=False``, with the ELBO at pixel noise ``sigma`` (chapter 07).
 
-    ``loaders``: the ``(train, test)`` batches to use; the chapter that owns the model passes its own,
-    so that the batch order continues its shuffling as it always did (a loader's order moves on with
-    every epoch it serves); a later chapter passes none and gets fresh ones. Either way the checkpoint
-    is the same file, so a later chapter loads the model the owning chapter trained."""
+    ``loaders``: the ``(train, test)`` batches, see the module docstring."""
     train_data, test_data = loaders or scenes.loaders(profile.batch_size, seed)
     vae = image_vae(scenes.image_shape, latent_dim, REPORT000_CHANNELS)
     loss = report000_elbo(scenes.image_shape) if report000_weighting else ELBO(likelihood="gaussian", sigma=sigma)
