@@ -452,9 +452,11 @@ def test_expected_warnings_reissues_every_other_warning():
 def test_checkpoint_path_follows_course_checkpoint_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("COURSE_CHECKPOINT_DIR", raising=False)
     assert checkpoint_path("ch01_ae", "cpu") == cache_dir() / "checkpoints" / "cpu" / "ch01_ae.pt"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", "fresh")  # relative: resolved once, not per working directory
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path / "fresh"))
     assert checkpoint_path("ch01_ae", "cpu") == tmp_path / "fresh" / "cpu" / "ch01_ae.pt"
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", "fresh")  # relative: another folder in every working directory
+    with pytest.raises(ValueError, match=r"COURSE_CHECKPOINT_DIR='fresh' is a relative path.*absolute"):
+        checkpoint_path("ch01_ae", "cpu")
 
 
 def test_checkpoint_names_follow_one_scheme():

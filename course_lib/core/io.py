@@ -7,15 +7,18 @@ one, so a run killed mid-write leaves the previous checkpoint intact: at most on
 
 from __future__ import annotations
 
+import glob
 import json
 import os
-import pickle
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+STALE_TEMPORARY_S = 600.0  # a temporary file of write_atomic untouched this long belongs to a killed run
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -24,8 +27,21 @@ class DataNotFoundError(FileNotFoundError):
 
 def cache_dir() -> Path:
     """Folder for unpacked data, checkpoints and caches: ``$COURSE_CACHE_DIR`` or ``~/.cache/course_lib``
-    (chapter 02)."""
-    path = Path(os.environ.get("COURSE_CACHE_DIR") or Path.home() / ".cache" / "course_lib")
+    (chapter 02). A relative ``$COURSE_CACHE_DIR`` is refused: it would name another folder in every
+    working directory (a notebook's kernel runs in the notebook's folder)."""
+    return absolute_folder("COURSE_CACHE_DIR", Path.home() / ".cache" / "course_lib")
+
+
+def absolute_folder(variable: str, default: Path) -> Path:
+    """The folder an environment variable names (``~`` expanded), created if missing, or ``default``;
+    a clear error for a relative path (chapter 02)."""
+    value = os.environ.get(variable, "").strip()
+    path = Path(value).expanduser() if value else default
+    if not path.is_absolute():
+        raise ValueError(
+            f"{variable}={value!r} is a relative path, so it would mean a different folder in each "
+            f'working directory. Set an absolute one, e.g. export {variable}="$PWD/{value}".'
+        )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -39,6 +55,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     never half of one (chapter 01's checkpoints, prepared data, embedding caches)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -49,6 +66,22 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: Path, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
+    """Delete the temporary files a killed :func:`write_atomic` of ``path`` left behind (chapter 01).
+
+    Only those untouched for ``older_than_s`` seconds: a write in progress keeps its file's
+    modification time fresh. Returns what was deleted."""
+    removed = []
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if time.time() - leftover.stat().st_mtime > older_than_s:
+                leftover.unlink()
+                removed.append(leftover)
+        except FileNotFoundError:  # another process finished or removed it meanwhile
+            pass
+    return removed
 
 
 def write_json_atomic(path: Path, content: Any) -> None:
@@ -67,12 +100,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         raise
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as error:
+    except Exception as error:  # torch's unpickler raises many types on stray bytes (KeyError among them)
+        detail = str(error).splitlines()[0][:120] if str(error).strip() else "no detail"
         raise CheckpointError(
-            f"Checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error}). "
-            "Delete it to train from scratch."
+            f"Checkpoint {path} is corrupt or truncated, or not a file torch.save wrote "
+            f"({type(error).__name__}: {detail}). Delete it to train from scratch."
         ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a course_lib checkpoint. Delete it or choose another path.")

@@ -53,6 +53,11 @@ PROFILES: dict[str, Profile] = {
 
 def get_profile(name: str = "auto") -> Profile:
     """Resolve ``"auto" | "smoke" | "cpu" | "gpu"`` into a :class:`Profile` (chapter 01)."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"The profile is a name, got {name!r}. Choose one of: auto, {', '.join(PROFILES)} "
+            '(in a notebook: profile = "cpu"; with papermill: -p profile cpu).'
+        )
     requested = name.strip().lower()
     if requested == "auto":
         requested = os.environ.get("COURSE_PROFILE", "").strip().lower() or (

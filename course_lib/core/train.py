@@ -9,6 +9,8 @@ Imports course_lib.core (device, io, losses, profiles) and course_lib.models (cv
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
 import time
@@ -25,7 +27,7 @@ from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from course_lib.core.device import choose_device, seed_everything
-from course_lib.core.io import CheckpointError, cache_dir, load_checkpoint, save_checkpoint
+from course_lib.core.io import CheckpointError, absolute_folder, cache_dir, load_checkpoint, save_checkpoint
 from course_lib.core.losses import active_units
 from course_lib.core.profiles import show_progress
 from course_lib.models.cvae import conditioning
@@ -88,8 +90,7 @@ def checkpoint_path(name: str, profile_name: str, **defines: object) -> Path:
             "letters, digits and underscores; pass what defines the run as keyword arguments."
         )
     parts = [name] + [f"{key}={_file_safe(value)}" for key, value in sorted(defines.items())]
-    override = os.environ.get("COURSE_CHECKPOINT_DIR")
-    root = Path(override).expanduser().resolve() if override else cache_dir() / "checkpoints"
+    root = absolute_folder("COURSE_CHECKPOINT_DIR", cache_dir() / "checkpoints")
     return root / profile_name / f"{'-'.join(parts)}.pt"
 
 
@@ -303,6 +304,7 @@ def fit(
       of its latent dimensions active warns with :class:`PosteriorCollapseWarning`.
     - The default optimiser (Adam, ``lr``) only holds the parameters with ``requires_grad``.
     """
+    _check_settings(epochs, lr)
     device = choose_device(device)
     model.to(device)
     if hasattr(train_data, "to"):
@@ -381,10 +383,29 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return parameters
 
 
+def _check_settings(epochs: object, lr: object) -> None:
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+        raise ValueError(
+            f"epochs must be a whole number of at least 1, got {epochs!r} "
+            "(in papermill: -p epochs 5, a number without quotes)."
+        )
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"lr must be a positive number such as 1e-3, got {lr!r}.")
+
+
 def _check_data_range(data: Batches) -> None:
     images = getattr(data, "images", None)
     if images is None or images.dim() != 4:  # only image batches [N, C, H, W]; e.g. token features are not
         return
+    if len(images) == 0:
+        raise ValueError("The training data holds no images: check the data set or the subset you selected.")
+    missing = torch.isnan(images)
+    if missing.any():
+        first = int(missing.flatten(1).any(1).nonzero()[0])
+        raise ValueError(
+            f"The images contain {int(missing.sum()):,} NaN values (the first in image {first}): the data is "
+            "broken, not the learning rate. Rebuild or re-download it, or drop those images."
+        )
     low, high = float(images.min()), float(images.max())
     if low < 0 or high > 1:
         raise ValueError(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder
+from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder, check_size
 
 
 class Autoencoder(nn.Module):
@@ -23,7 +23,7 @@ class Autoencoder(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int) -> None:
         super().__init__()
         self.image_shape = encoder.image_shape
-        self.latent_dim = latent_dim
+        self.latent_dim = check_size("latent_dim", latent_dim)
         self.encoder = encoder
         self.to_latent = nn.Linear(encoder.out_features, latent_dim)
         self.decoder = decoder
@@ -46,6 +46,7 @@ def mlp_autoencoder(
     image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, hidden: Sequence[int] = (512, 256)
 ) -> Autoencoder:
     """Fully connected autoencoder; the decoder mirrors the encoder's hidden sizes (chapter 01)."""
+    check_size("latent_dim", latent_dim)
     return Autoencoder(MLPEncoder(image_shape, hidden), MLPDecoder(image_shape, latent_dim, hidden[::-1]), latent_dim)
 
 
@@ -53,4 +54,5 @@ def conv_autoencoder(
     image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, channels: Sequence[int] = (32, 64)
 ) -> Autoencoder:
     """Convolutional autoencoder for any image size (see :class:`ConvDecoder`; chapter 01)."""
+    check_size("latent_dim", latent_dim)
     return Autoencoder(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, latent_dim, channels), latent_dim)

@@ -9,6 +9,7 @@ Imports only torch: no other part of course_lib.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -17,8 +18,23 @@ from torch import Tensor, nn
 ImageShape = tuple[int, int, int]
 
 
+def check_size(name: str, value: object) -> int:
+    """``value`` as a positive int, or a clear error naming ``name`` (chapter 01: latent sizes, widths)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"{name} must be a positive whole number, got {value!r}. "
+            f"For example {name}=32 (in papermill: -p {name} 32, a number without quotes)."
+        )
+    return int(value)
+
+
 def check_images(x: Tensor, image_shape: ImageShape) -> None:
     """Raise a clear error when ``x`` is not a batch of images of ``image_shape`` (chapter 01)."""
+    if x.dim() == 4 and len(x) == 0:
+        raise ValueError(
+            "Got an empty batch (0 images): a loss or a mean over it would be NaN. "
+            "Check the data set or the subset you selected (e.g. images[:n] with n > 0)."
+        )
     if x.dim() != 4 or tuple(x.shape[1:]) != tuple(image_shape):
         hint = " Add a batch dimension with x.unsqueeze(0)." if tuple(x.shape) == tuple(image_shape) else ""
         raise ValueError(

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder
+from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder, check_size
 from course_lib.models.vae import VAE, VAEOutput
 
 MODES = ("concat", "add")
@@ -72,6 +72,8 @@ class CVAE(VAE):
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"Unknown conditioning mode {mode!r}; choose one of {MODES}.")
+        condition_dim = check_size("condition_dim", condition_dim)
+        latent_dim = check_size("latent_dim", latent_dim)
         features = encoder.out_features + (condition_dim if mode == "concat" else 0)
         super().__init__(encoder, decoder, latent_dim, mlp_head(features, 2 * latent_dim, head_hidden))
         self.condition_dim, self.mode = condition_dim, mode
@@ -139,6 +141,8 @@ def mlp_cvae(
 ) -> CVAE:
     """The one-hot MLP CVAE of reports 002/004: [784 pixels + 10] -> 400 -> z (20); [z + 10] -> 400 -> 784
     (chapter 04)."""
+    check_size("latent_dim", latent_dim)
+    check_size("condition_dim", condition_dim)
     encoder = MLPEncoder(image_shape, hidden=())  # flatten only: the condition joins the raw pixels
     decoder = MLPDecoder(image_shape, latent_dim + condition_dim, hidden[::-1])
     return CVAE(encoder, decoder, latent_dim, condition_dim, "concat", head_hidden=hidden)
@@ -153,6 +157,8 @@ def conv_cvae(
 ) -> CVAE:
     """Report 003's convolutional CVAE (3 conv layers, latent 128), condition concatenated or added
     (chapters 04 and 06)."""
+    check_size("latent_dim", latent_dim)
+    check_size("condition_dim", condition_dim)
     decoder_in = latent_dim + (condition_dim if mode == "concat" else 0)
     return CVAE(
         ConvEncoder(image_shape, channels),

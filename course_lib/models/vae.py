@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder
+from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder, check_size
 
 
 class VAEOutput(NamedTuple):
@@ -39,7 +39,7 @@ class VAE(nn.Module):
     ) -> None:
         super().__init__()
         self.image_shape = encoder.image_shape
-        self.latent_dim = latent_dim
+        self.latent_dim = check_size("latent_dim", latent_dim)
         self.encoder = encoder
         # Features -> mu and log-variance; a CVAE passes a head that also takes the condition.
         self.to_posterior = to_posterior or nn.Linear(encoder.out_features, 2 * latent_dim)
@@ -77,9 +77,11 @@ class VAE(nn.Module):
 
 def mlp_vae(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 20, hidden: Sequence[int] = (400,)) -> VAE:
     """Fully connected VAE; the default 784-400-20 is the model of reports 002 and 004 (chapter 02)."""
+    check_size("latent_dim", latent_dim)
     return VAE(MLPEncoder(image_shape, hidden), MLPDecoder(image_shape, latent_dim, hidden[::-1]), latent_dim)
 
 
 def conv_vae(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, channels: Sequence[int] = (32, 64)) -> VAE:
     """Convolutional VAE for any image size (see :class:`~course_lib.models.blocks.ConvDecoder`; chapter 02)."""
+    check_size("latent_dim", latent_dim)
     return VAE(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, latent_dim, channels), latent_dim)

@@ -1,0 +1,176 @@
+"""The course's own battery of bad input (issue 19): what a student can get wrong, and the answer each
+gets: the exception type, and a message that names the problem and says what to do. For files in
+the way: that nothing is lost or left behind."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.core.io import (
+    STALE_TEMPORARY_S,
+    CheckpointError,
+    cache_dir,
+    load_checkpoint,
+    save_checkpoint,
+    write_atomic,
+)
+from course_lib.core.losses import ELBO
+from course_lib.core.profiles import get_profile
+from course_lib.core.train import checkpoint_path, fit
+from course_lib.data.images import TensorLoader
+from course_lib.models import conv_autoencoder, conv_cvae, conv_vae, mlp_autoencoder, mlp_cvae, mlp_vae
+
+IMAGES = torch.rand(16, 1, 28, 28)
+
+
+def tiny_fit(images=IMAGES, **settings):
+    settings = {"epochs": 1, "verbose": False} | settings
+    epochs = settings.pop("epochs")
+    return fit(mlp_vae(hidden=(8,), latent_dim=2), TensorLoader(images, None, 8), ELBO(), epochs, **settings)
+
+
+# --------------------------------------------------------------------------- chapter parameters and sizes
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["cpu"]])
+def test_a_profile_that_is_not_a_name(bad):
+    with pytest.raises(TypeError, match=r"The profile is a name, got .*auto, smoke, cpu, gpu.*-p profile cpu"):
+        get_profile(bad)
+
+
+def test_an_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"Unknown profile 'laptop'.*Choose one of: auto, smoke, cpu, gpu"):
+        get_profile("laptop")
+
+
+BUILDERS = [mlp_vae, conv_vae, mlp_autoencoder, conv_autoencoder, mlp_cvae, conv_cvae]
+
+
+@pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b.__name__)
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "ten", True])
+def test_a_latent_size_that_is_not_a_positive_whole_number(builder, bad):
+    with pytest.raises(ValueError, match=r"latent_dim must be a positive whole number, got .*-p latent_dim 32"):
+        builder(latent_dim=bad)
+
+
+@pytest.mark.parametrize("builder", [mlp_cvae, conv_cvae], ids=lambda b: b.__name__)
+def test_a_condition_size_of_zero(builder):
+    with pytest.raises(ValueError, match=r"condition_dim must be a positive whole number, got 0.*condition_dim=32"):
+        builder(condition_dim=0)
+
+
+def test_sizes_from_numpy_are_whole_numbers_too():
+    assert mlp_vae(latent_dim=np.int64(3), hidden=(8,)).latent_dim == 3
+
+
+# --------------------------------------------------------------------------- training settings and data
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None])
+def test_epochs_that_are_not_a_whole_number_of_at_least_one(bad):
+    with pytest.raises(ValueError, match=r"epochs must be a whole number of at least 1.*-p epochs 5"):
+        tiny_fit(epochs=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1e-3, float("nan"), float("inf"), "1e-3"])
+def test_a_learning_rate_that_is_not_a_positive_number(bad):
+    with pytest.raises(ValueError, match=r"lr must be a positive number such as 1e-3"):
+        tiny_fit(lr=bad)
+
+
+def test_an_empty_training_set():
+    with pytest.raises(ValueError, match=r"holds no images: check the data set or the subset"):
+        tiny_fit(IMAGES[:0])
+
+
+def test_nan_in_the_data_is_named_as_broken_data_not_a_learning_rate_problem():
+    images = IMAGES.clone()
+    images[5, 0, 3, 3] = float("nan")
+    with pytest.raises(
+        ValueError, match=r"1 NaN values \(the first in image 5\): the data is broken, not the learning"
+    ):
+        tiny_fit(images)
+
+
+def test_images_outside_zero_one_are_named_with_the_fix():
+    with pytest.raises(ValueError, match=r"Scale the images to \[0, 1\]"):
+        tiny_fit(IMAGES * 255)
+
+
+def test_a_loss_on_an_empty_batch_is_refused_instead_of_nan():
+    with pytest.raises(ValueError, match=r"empty batch \(0 images\).*subset"):
+        ELBO()(mlp_vae(hidden=(8,)), IMAGES[:0])
+
+
+def test_a_single_image_without_its_batch_dimension():
+    with pytest.raises(ValueError, match=r"x.unsqueeze\(0\)"):
+        mlp_vae(hidden=(8,)).encode(IMAGES[0])
+
+
+# --------------------------------------------------------------------------- files in the way
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"PK\x03", b"hello world, this is not a checkpoint", b"\x80\x02}q\x00."], ids=repr
+)
+def test_stray_bytes_at_a_checkpoint_path_are_named_with_the_path_and_the_fix(tmp_path, content):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=rf"{path}.*Delete it|{path}.*not a course_lib checkpoint"):
+        load_checkpoint(path)
+    assert path.read_bytes() == content  # nothing deleted behind the student's back
+
+
+def test_fit_on_a_corrupt_checkpoint_says_which_file_to_delete(tmp_path):
+    path = tmp_path / "run.pt"
+    path.write_bytes(b"stray")
+    with pytest.raises(CheckpointError, match=r"run.pt is corrupt or truncated.*Delete it to train from scratch"):
+        tiny_fit(checkpoint=path)
+
+
+def test_a_killed_write_leaves_the_old_file_and_its_temporary_is_cleaned_later(tmp_path):
+    path = tmp_path / "state.pt"
+    save_checkpoint({"model": {"w": torch.ones(2)}}, path)
+
+    def killed(file):
+        file.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, killed)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    leftover = tmp_path / ".state.pt.abc123.tmp"  # what a process killed outright (SIGKILL) leaves
+    leftover.write_bytes(b"half")
+    fresh = tmp_path / ".state.pt.def456.tmp"  # a write in progress elsewhere: left alone
+    fresh.write_bytes(b"writing")
+    old = time.time() - STALE_TEMPORARY_S - 60
+    os.utime(leftover, (old, old))
+    save_checkpoint({"model": {"w": torch.zeros(2)}}, path)
+    assert not leftover.exists() and fresh.exists()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.zeros(2))
+
+
+# --------------------------------------------------------------------------- where things run
+
+
+def test_a_relative_cache_folder_is_refused_with_the_absolute_fix(monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", "my_cache")
+    with pytest.raises(ValueError, match=r"COURSE_CACHE_DIR='my_cache' is a relative path.*\$PWD/my_cache"):
+        cache_dir()
+
+
+def test_a_cache_folder_under_home_is_expanded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("COURSE_CACHE_DIR", "~/course")
+    assert cache_dir() == tmp_path / "course" and cache_dir().is_dir()
+
+
+def test_a_relative_checkpoint_folder_is_refused(monkeypatch):
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", "checkpoints")
+    with pytest.raises(ValueError, match=r"COURSE_CHECKPOINT_DIR='checkpoints' is a relative path"):
+        checkpoint_path("ch01_ae", "cpu")
