@@ -9,7 +9,10 @@ import pytest
 import yaml
 
 from course_lib.instructor.execute import (
+    ParameterError,
+    chapter_parameters,
     failure_summary,
+    main,
     output_problems,
     resolve_chapters,
     stage_book,
@@ -214,3 +217,56 @@ def test_stage_unexecuted_copies_only_the_chapters_not_run(tmp_path):
     assert copied == [out / "chapters" / "01_ae.ipynb"]
     assert (out / "chapters" / "01_ae.ipynb").read_text() == "01_ae.ipynb"
     assert (out / "chapters" / "02_vae.ipynb").read_text() == "executed"  # the executed copy is kept
+
+
+def parameters_chapter(tmp_path: Path) -> Path:
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    source = (
+        'profile = "auto"\nseed = 0\nlatent_dim = 20  # size\nsigma = 0.1\nencoder = "bert"\nsteps = None\nshow = True'
+    )
+    nb.cells = [nbformat.v4.new_code_cell(source, metadata={"tags": ["parameters"]})]
+    path = tmp_path / "09_example.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_chapter_parameters_are_read_with_the_type_of_their_default(tmp_path):
+    chapter = parameters_chapter(tmp_path)
+    given = {"latent_dim": "32", "sigma": "1", "encoder": "42", "steps": "[1, 2]", "show": "false"}
+    assert chapter_parameters(chapter, given) == {
+        "latent_dim": 32,
+        "sigma": 1.0,
+        "encoder": "42",  # a string parameter takes the text as typed
+        "steps": [1, 2],  # default None: nothing to check against
+        "show": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        (
+            {"latentdim": "32"},
+            r"09_example.ipynb has no parameter 'latentdim'. Its parameters: profile .*latent_dim \(default 20\)",
+        ),
+        (
+            {"latent_dim": "ten"},
+            r"latent_dim takes a whole number \(default 20\), got 'ten'. For example: -p latent_dim 20",
+        ),
+        ({"latent_dim": "2.5"}, r"latent_dim takes a whole number"),
+        ({"sigma": "small"}, r"sigma takes a number \(default 0.1\), got 'small'"),
+        ({"show": "1"}, r"show takes a True or False"),
+    ],
+)
+def test_a_wrong_chapter_parameter_is_named_with_the_valid_ones(tmp_path, given, message):
+    with pytest.raises(ParameterError, match=message):
+        chapter_parameters(parameters_chapter(tmp_path), given)
+
+
+def test_the_runner_refuses_a_wrong_parameter_before_running_anything(tmp_path, capsys):
+    chapter = parameters_chapter(tmp_path)
+    assert main([str(chapter), "--root", str(tmp_path), "--out", str(tmp_path / "out"), "-p", "latent_dim", "ten"]) == 2
+    assert "latent_dim takes a whole number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -28,6 +28,7 @@ Imports course_lib.core (profiles, device) and course_lib.instructor.student.
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
 import os
 import platform
@@ -46,7 +47,57 @@ BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 EXECUTION_PAGE = Path("book") / "execution.md"  # replaced in the staged copy by write_execution_page
 
 
-def execute_chapter(notebook: Path, output: Path, profile: str, timeout: int) -> float:
+class ParameterError(ValueError):
+    """A ``-p NAME VALUE`` that a chapter's parameters cell does not define, or of the wrong type
+    (instructor page)."""
+
+
+def chapter_parameters(notebook: Path, given: dict[str, str]) -> dict[str, object]:
+    """``given`` (names and the strings typed after ``-p``) checked against ``notebook``'s parameters
+    cell, before anything runs (instructor page). A value is read as YAML (``32`` is a number,
+    ``cpu`` a string) and must have the type of the cell's default: an int where the default is an
+    int, a number where it is a float; a string parameter takes the text as typed."""
+    import papermill as pm
+
+    defined = pm.inspect_notebook(str(notebook))
+    valid = ", ".join(f"{name} (default {info['default']})" for name, info in defined.items())
+    checked: dict[str, object] = {}
+    for name, text in given.items():
+        if name not in defined:
+            raise ParameterError(f"{notebook.name} has no parameter {name!r}. Its parameters: {valid}.")
+        default = _default_value(defined[name]["default"])
+        value = yaml.safe_load(text)
+        if isinstance(default, str):
+            value = text
+        elif isinstance(default, bool) or isinstance(default, int):
+            if type(value) is not type(default):
+                raise ParameterError(_wrong_type(notebook, name, text, default))
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ParameterError(_wrong_type(notebook, name, text, default))
+            value = float(value)
+        checked[name] = value
+    return checked
+
+
+def _default_value(source: str) -> object:
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):  # an expression: no type to check against
+        return None
+
+
+def _wrong_type(notebook: Path, name: str, text: str, default: object) -> str:
+    kind = {bool: "True or False", int: "whole number", float: "number"}[type(default)]
+    return (
+        f"{notebook.name}: parameter {name} takes a {kind} (default {default!r}), "
+        f"got {text!r}. For example: -p {name} {default!r}."
+    )
+
+
+def execute_chapter(
+    notebook: Path, output: Path, profile: str, timeout: int, parameters: dict[str, object] | None = None
+) -> float:
     """Run one notebook with papermill; return its wall time in seconds (instructor page; ``make book``)."""
     import papermill as pm
 
@@ -55,7 +106,7 @@ def execute_chapter(notebook: Path, output: Path, profile: str, timeout: int) ->
     pm.execute_notebook(
         str(notebook),
         str(output),
-        parameters={"profile": profile},
+        parameters={**(parameters or {}), "profile": profile},
         cwd=str(notebook.parent),
         kernel_name="python3",
         progress_bar=False,
@@ -273,6 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         help="train into this checkpoint folder instead of the cache (empty: every model from scratch)",
     )
     parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a chapter parameter, checked against each chapter's parameters cell (e.g. -p latent_dim 32)",
+    )
+    parser.add_argument(
         "--stage-unexecuted",
         action="store_true",
         help="stage the chapters not run, without outputs, so the staged book is complete",
@@ -281,6 +341,14 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = get_profile(args.profile)  # fail early on an unknown name; resolve "auto" once
     notebooks = resolve_chapters(args.notebooks, args.root)
+    given = {name: value for name, value in args.parameter if name != "profile"}
+    if any(name == "profile" for name, _ in args.parameter):
+        parser.error("pass the profile with --profile, not -p profile")
+    try:  # every chapter's parameters checked before the first one runs
+        parameters = {notebook: chapter_parameters(notebook, given) for notebook in notebooks}
+    except ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     os.environ["COURSE_PROGRESS"] = "0"  # progress bars would only clutter the rendered pages
     if args.checkpoints is not None:
         args.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -296,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"executing {notebook} (profile {profile.name}) ...", flush=True)
         started = time.perf_counter()
         try:
-            seconds = execute_chapter(notebook, output, profile.name, args.timeout)
+            seconds = execute_chapter(notebook, output, profile.name, args.timeout, parameters[notebook])
             problems = [f"FAILED {notebook}: {problem}" for problem in output_problems(output)]
             status = "stderr" if problems else "ok"
             failures += problems
