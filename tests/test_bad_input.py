@@ -10,10 +10,13 @@ import time
 import numpy as np
 import pytest
 import torch
+import torchvision.datasets
 
 from course_lib.core.io import (
     STALE_TEMPORARY_S,
     CheckpointError,
+    CorruptDataError,
+    DataNotFoundError,
     cache_dir,
     load_checkpoint,
     save_checkpoint,
@@ -22,7 +25,7 @@ from course_lib.core.io import (
 from course_lib.core.losses import ELBO
 from course_lib.core.profiles import get_profile
 from course_lib.core.train import checkpoint_path, fit
-from course_lib.data.images import TensorLoader
+from course_lib.data.images import TensorLoader, load_fashion_mnist
 from course_lib.models import conv_autoencoder, conv_cvae, conv_vae, mlp_autoencoder, mlp_cvae, mlp_vae
 
 IMAGES = torch.rand(16, 1, 28, 28)
@@ -174,3 +177,61 @@ def test_a_relative_checkpoint_folder_is_refused(monkeypatch):
     monkeypatch.setenv("COURSE_CHECKPOINT_DIR", "checkpoints")
     with pytest.raises(ValueError, match=r"COURSE_CHECKPOINT_DIR='checkpoints' is a relative path"):
         checkpoint_path("ch01_ae", "cpu")
+
+
+# --------------------------------------------------------------------------- corrupt data and its cached copies
+
+
+def damaged(folder, name, how):
+    """Damage one unpacked IDX file of ``folder`` the way a broken download or disk does."""
+    path = folder / name
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "magic": b"\x00\x00\x09\x99" + data[4:], "empty": b""}[how])
+    return path
+
+
+@pytest.mark.parametrize(
+    "how, message", [("truncated", "the file is truncated"), ("magic", "magic number"), ("empty", "magic number None")]
+)
+def test_a_broken_idx_file_is_named_and_never_cached(monkeypatch, tmp_path, write_idx_files, how, message):
+    folder = tmp_path / "data"
+    write_idx_files(folder, gz=False)
+    broken = damaged(folder, "train-images-idx3-ubyte", how)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(folder))
+    with pytest.raises(CorruptDataError, match=rf"{broken}.*{message}.*Replace it with a good copy"):
+        load_fashion_mnist("train")
+    raw = cache_dir() / "torchvision" / "FashionMNIST" / "raw"
+    assert not (raw / "train-images-idx3-ubyte").exists()  # the broken copy was not kept
+    assert not list(raw.glob("*.partial"))
+
+
+def test_replacing_a_broken_source_is_picked_up_without_clearing_the_cache(monkeypatch, tmp_path, write_idx_files):
+    folder = tmp_path / "data"
+    write_idx_files(folder, gz=True, seed=0)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(folder))
+    first, _ = load_fashion_mnist("train")
+    arrays = write_idx_files(folder, gz=True, seed=1)  # the student puts other (good) files in place
+    second, _ = load_fashion_mnist("train")
+    assert torch.equal(second[:, 0], torch.from_numpy(arrays["train"][0]).float() / 255)
+    assert not torch.equal(first, second)
+
+
+def test_a_broken_file_in_torchvision_layout_is_named(monkeypatch, tmp_path, write_idx_files):
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    write_idx_files(raw, gz=False)
+    broken = damaged(raw, "t10k-labels-idx1-ubyte", "truncated")
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(CorruptDataError, match=rf"{broken} is .* bytes but its header"):
+        load_fashion_mnist("test")
+
+
+def test_a_missing_file_is_named(monkeypatch, tmp_path, write_idx_files):
+    folder = tmp_path / "data"
+    write_idx_files(folder, gz=True)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    monkeypatch.setenv("COURSE_DATA_DIR", str(folder))
+    monkeypatch.setattr(
+        torchvision.datasets.FashionMNIST, "download", lambda self: (_ for _ in ()).throw(OSError("offline"))
+    )
+    with pytest.raises(DataNotFoundError, match=r"has 3 of the 4 files; missing: t10k-labels-idx1-ubyte"):
+        load_fashion_mnist("test")

@@ -9,7 +9,7 @@ import torch
 from torchvision.datasets import FashionMNIST
 
 import course_lib.data.images
-from course_lib.core.io import DataNotFoundError
+from course_lib.core.io import CorruptDataError, DataNotFoundError
 from course_lib.data.images import TensorLoader, fashion_mnist_root, load_fashion_mnist
 
 
@@ -58,7 +58,9 @@ def test_gzipped_files_are_unpacked_into_the_cache(fake_fashion_mnist, monkeypat
     root = fashion_mnist_root()
     assert root == isolated_environment / "torchvision"
     raw = root / "FashionMNIST" / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == sorted(course_lib.data.images.FASHION_MNIST_FILES)
+    unpacked = sorted(p.name for p in raw.iterdir() if not p.name.endswith(".source.json"))
+    assert unpacked == sorted(course_lib.data.images.FASHION_MNIST_FILES)
+    assert len(list(raw.glob("*.source.json"))) == 4  # each copy remembers its source
     assert (raw / "train-images-idx3-ubyte").read_bytes()[:4] == (2051).to_bytes(4, "big")
 
 
@@ -172,7 +174,9 @@ def test_no_download_when_disabled(failing_download):
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_corrupt_gz_raises_data_not_found(tmp_path, monkeypatch, write_idx_files, isolated_environment, damage):
+def test_corrupt_gz_raises_corrupt_data_naming_the_file(
+    tmp_path, monkeypatch, write_idx_files, isolated_environment, damage
+):
     folder = tmp_path / "data"
     write_idx_files(folder, gz=True)
     bad = folder / "train-images-idx3-ubyte.gz"
@@ -184,7 +188,7 @@ def test_corrupt_gz_raises_data_not_found(tmp_path, monkeypatch, write_idx_files
         gzip.decompress(bad.read_bytes())
     monkeypatch.setenv("COURSE_DATA_DIR", str(folder))
 
-    with pytest.raises(DataNotFoundError, match="train-images-idx3-ubyte.gz"):
+    with pytest.raises(CorruptDataError, match=r"train-images-idx3-ubyte.gz cannot be unpacked.*good copy"):
         load_fashion_mnist("train")
     raw = isolated_environment / "torchvision" / "FashionMNIST" / "raw"
     assert not list(raw.glob("*.partial"))

@@ -25,6 +25,11 @@ class DataNotFoundError(FileNotFoundError):
     """A data set could not be found locally nor downloaded (chapter 03)."""
 
 
+class CorruptDataError(ValueError):
+    """A data file is truncated or not in the format it should be (chapter 03); the message names
+    the file and how to get a good copy."""
+
+
 def cache_dir() -> Path:
     """Folder for unpacked data, checkpoints and caches: ``$COURSE_CACHE_DIR`` or ``~/.cache/course_lib``
     (chapter 02). A relative ``$COURSE_CACHE_DIR`` is refused: it would name another folder in every

@@ -11,7 +11,10 @@ Fashion-MNIST is looked for in this order:
 3. torchvision's download (needs the network), into ``$COURSE_DATA_DIR`` or the course cache.
 
 torchvision rejects Debian's ``.gz`` files (their checksum differs from upstream), so found files are
-unpacked into torchvision's ``FashionMNIST/raw/`` layout and read with torchvision itself.
+unpacked into torchvision's ``FashionMNIST/raw/`` layout and read with torchvision itself. Each
+unpacked copy is checked (IDX magic number and a size that matches its header) and remembers its
+source (path, size, modification time): a source that changes is unpacked again, and a broken one
+raises :class:`~course_lib.core.io.CorruptDataError` naming it instead of being cached.
 
 Imports course_lib.core (io) and, inside the functions that need them, course_lib.data.coco and scenes.
 """
@@ -20,8 +23,11 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
+import math
 import os
 import shutil
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from course_lib.core.io import DataNotFoundError, cache_dir
+from course_lib.core.io import CorruptDataError, DataNotFoundError, cache_dir, write_json_atomic
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -58,35 +64,81 @@ def _torchvision_root() -> Path:
     return Path(data_dir).expanduser() if data_dir else cache_dir() / "torchvision"
 
 
-def _find_idx_files(folder: Path) -> dict[str, Path] | None:
-    """Map each Fashion-MNIST file name to an existing file (``.gz`` or unpacked) in ``folder``."""
+IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}  # unsigned bytes, 3 or 1 dimensions
+REPLACE_HINT = (
+    "Replace it with a good copy (download it again, or sudo apt-get install --reinstall "
+    "dataset-fashion-mnist); the course unpacks it again by itself."
+)
+
+
+def _find_idx_files(folder: Path) -> dict[str, Path]:
+    """Map each Fashion-MNIST file name found in ``folder`` (``.gz`` or unpacked) to its path."""
     found = {}
     for name in FASHION_MNIST_FILES:
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
                 found[name] = candidate
                 break
-    return found if len(found) == len(FASHION_MNIST_FILES) else None
+    return found
+
+
+def check_idx(path: Path, source: Path | None = None) -> None:
+    """Raise :class:`CorruptDataError` unless ``path`` is a complete IDX file of unsigned bytes: the
+    magic number of its kind (images or labels) and a size that matches the dimensions in its header
+    (chapter 03). ``source``: the file it was unpacked from, named in the message."""
+    kind = "images" if "images" in path.name else "labels"
+    named = source or path
+    with open(path, "rb") as file:
+        header = file.read(4)
+        magic = struct.unpack(">i", header)[0] if len(header) == 4 else None
+        if magic != IDX_MAGIC[kind]:
+            raise CorruptDataError(
+                f"{named} is not an IDX file of {kind} (magic number {magic!r}, expected {IDX_MAGIC[kind]}). "
+                + REPLACE_HINT
+            )
+        raw_dims = file.read(4 * (magic & 0xFF))
+    if len(raw_dims) < 4 * (magic & 0xFF):
+        raise CorruptDataError(f"{named} is truncated inside its header. " + REPLACE_HINT)
+    dims = struct.unpack(f">{magic & 0xFF}i", raw_dims)
+    expected, size = 4 + len(raw_dims) + math.prod(dims), path.stat().st_size
+    if size != expected:
+        raise CorruptDataError(
+            f"{named} is {size:,} bytes but its header ({' x '.join(map(str, dims))} values) needs "
+            f"{expected:,}: the file is {'truncated' if size < expected else 'too long'}. " + REPLACE_HINT
+        )
+
+
+def _source_record(source: Path) -> dict[str, object]:
+    stat = source.stat()
+    return {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def _unpack_into(files: dict[str, Path], raw_dir: Path) -> None:
+    """Unpack (or copy) each file into ``raw_dir`` unless the copy there came from the same source,
+    unchanged; check every copy before it replaces the old one."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     for name, source in files.items():
-        target = raw_dir / name
-        if target.is_file() and target.stat().st_size > 0:
-            continue
+        target, record_path = raw_dir / name, raw_dir / f"{name}.source.json"
+        record = _source_record(source)
+        if target.is_file() and record_path.is_file():
+            try:
+                if json.loads(record_path.read_text()) == record:
+                    continue
+            except ValueError:  # a damaged record: unpack again
+                pass
         partial = target.with_suffix(".partial")
         try:
             opener = gzip.open if source.suffix == ".gz" else open
             with opener(source, "rb") as src, open(partial, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-        except (OSError, EOFError) as error:
+            check_idx(partial, source)
+        except (OSError, EOFError, CorruptDataError) as error:
             partial.unlink(missing_ok=True)
-            raise DataNotFoundError(
-                f"{source} is not a readable IDX file ({error}). Delete it or "
-                "reinstall the data (apt-get install --reinstall dataset-fashion-mnist)."
-            ) from error
+            if isinstance(error, CorruptDataError):
+                raise
+            raise CorruptDataError(f"{source} cannot be unpacked ({error}). " + REPLACE_HINT) from error
         os.replace(partial, target)
+        write_json_atomic(record_path, record)
 
 
 def fashion_mnist_root(download: bool = True) -> Path:
@@ -99,11 +151,17 @@ def fashion_mnist_root(download: bool = True) -> Path:
         base = Path(data_dir).expanduser()
         candidates += [base / "FashionMNIST" / "raw", base, base / "fashion-mnist"]
     candidates.append(DEBIAN_FASHION_MNIST)
+    incomplete = []  # folders holding some of the four files: named in the error below
     for folder in candidates:
         files = _find_idx_files(folder)
-        if files is None:
+        if len(files) < len(FASHION_MNIST_FILES):
+            if files:
+                missing = [name for name in FASHION_MNIST_FILES if name not in files]
+                incomplete.append(f"{folder} has {len(files)} of the 4 files; missing: {', '.join(missing)}")
             continue
         if folder.name == "raw" and all(path.suffix != ".gz" for path in files.values()):
+            for path in files.values():
+                check_idx(path)
             return folder.parent.parent  # already in torchvision's layout
         root = cache_dir() / "torchvision"
         _unpack_into(files, root / "FashionMNIST" / "raw")
@@ -124,6 +182,7 @@ def fashion_mnist_root(download: bool = True) -> Path:
         "COURSE_DATA_DIR to it;\n"
         f"  2. on Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist (files land in {DEBIAN_FASHION_MNIST});\n"
         "  3. connect to the network and let torchvision download it (download=True)."
+        + "".join(f"\nIncomplete: {line}." for line in incomplete)
         + (f"\nThe download failed with: {error}" if error else "")
     ) from error
 
