@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
+from course_lib.core.io import CorruptDataError
 from course_lib.text.encoders import (
     MINILM,
     EmbeddingCache,
@@ -234,6 +235,29 @@ def test_cache_encodes_each_text_once_and_persists(tiny_bert, bert_mean, monkeyp
     assert encoded_again == ["a bus"]  # appended; old rows untouched
     folder = isolated_environment / "text_embeddings" / bert_mean.key
     assert len(list(folder.glob("part-*.npy"))) == 2 and second.folder == folder
+
+
+@pytest.mark.parametrize(
+    "damage", [b"", b'{"dim": 16, "par', b'{"dim": 16}'], ids=["empty", "truncated", "keys missing"]
+)
+def test_a_damaged_cache_index_starts_an_empty_cache_and_says_so(bert_mean, monkeypatch, capsys, damage):
+    texts = ["a cat", "a dog"]
+    first = EmbeddingCache(bert_mean)
+    vectors = first.embed(texts)
+    (first.folder / "index.json").write_bytes(damage)  # a disk full, or an editor, broke it
+    encoded = count_encoded(monkeypatch, bert_mean)
+    second = EmbeddingCache(bert_mean)
+    assert "embedding cache index" in capsys.readouterr().out and len(second) == 0
+    assert torch.equal(second.embed(texts), vectors) and sorted(encoded) == texts  # encoded again, the same
+    assert len(list(second.folder.glob("part-*.npy"))) == 1  # the old part, pointed at by nothing, is gone
+
+
+def test_a_damaged_cache_part_names_the_folder_to_delete(bert_mean):
+    cache = EmbeddingCache(bert_mean)
+    cache.embed(["a red bus"])
+    next(cache.folder.glob("part-*.npy")).write_bytes(b"not numpy")
+    with pytest.raises(CorruptDataError, match=r"embedding cache file .* is missing or damaged.*Delete the folder"):
+        EmbeddingCache(bert_mean).embed(["a red bus"])
 
 
 def test_cached_embeddings_prints_what_it_saved(clip_random, capsys):

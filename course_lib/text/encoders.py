@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from course_lib.core.device import choose_device
-from course_lib.core.io import DataNotFoundError, cache_dir, write_atomic
+from course_lib.core.io import CorruptDataError, DataNotFoundError, cache_dir, write_atomic
 from course_lib.core.profiles import show_progress
 from course_lib.models.blocks import mean_pool
 
@@ -534,8 +534,8 @@ class EmbeddingCache:
         return self.folder / "index.json"
 
     def _read_index(self) -> dict[str, Any]:
-        if self._index_path.is_file():
-            index = json.loads(self._index_path.read_text())
+        index = self._stored_index()
+        if index is not None:
             if index["dim"] != self.encoder.dim:
                 raise ValueError(
                     f"{self.folder} holds {index['dim']}-d embeddings, but {self.encoder.name} gives "
@@ -550,6 +550,25 @@ class EmbeddingCache:
             "encoded": 0,
             "encode_seconds": 0.0,
         }
+
+    def _stored_index(self) -> dict[str, Any] | None:
+        """The index on disk, or ``None`` when there is none or it is damaged (a note says so: nothing
+        is lost but the time to encode those texts again)."""
+        if not self._index_path.is_file():
+            return None
+        try:
+            index = json.loads(self._index_path.read_text())
+            if not {"dim", "parts", "rows", "encoded", "encode_seconds"} <= set(index):
+                raise ValueError("keys missing")
+            return index
+        except ValueError as error:  # JSONDecodeError is a ValueError
+            print(
+                f"note: the embedding cache index {self._index_path} is damaged ({type(error).__name__}: "
+                f"{str(error)[:80]}); starting an empty cache there, so these texts are encoded again."
+            )
+            for orphan in self.folder.glob("part-*.npy"):  # rows no index points at any more
+                orphan.unlink(missing_ok=True)
+            return None
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> Tensor:
         """Embeddings of ``texts`` as float32 ``[N, dim]`` on the CPU, from disk where stored."""
@@ -584,8 +603,14 @@ class EmbeddingCache:
         out = np.empty((len(hashes), self.encoder.dim), dtype=np.float32)
         for part in np.unique(located[:, 0]):
             where = located[:, 0] == part
-            stored = np.load(self.folder / self._index["parts"][part], mmap_mode="r")
-            out[where] = stored[located[where, 1]]
+            path = self.folder / self._index["parts"][part]
+            try:
+                out[where] = np.load(path, mmap_mode="r")[located[where, 1]]
+            except (OSError, ValueError, IndexError) as error:
+                raise CorruptDataError(
+                    f"The embedding cache file {path} is missing or damaged ({type(error).__name__}). Delete "
+                    f"the folder {self.folder}: nothing is lost but the time to encode its texts again."
+                ) from error
         self.read_seconds += time.perf_counter() - started
         return torch.from_numpy(out)
 
