@@ -26,6 +26,7 @@ from course_lib.core.losses import ELBO
 from course_lib.core.profiles import get_profile
 from course_lib.core.train import checkpoint_path, fit
 from course_lib.data.images import TensorLoader, load_fashion_mnist
+from course_lib.evaluation.analysis import pca, som_quality, train_som
 from course_lib.models import conv_autoencoder, conv_cvae, conv_vae, mlp_autoencoder, mlp_cvae, mlp_vae
 
 IMAGES = torch.rand(16, 1, 28, 28)
@@ -235,3 +236,53 @@ def test_a_missing_file_is_named(monkeypatch, tmp_path, write_idx_files):
     )
     with pytest.raises(DataNotFoundError, match=r"has 3 of the 4 files; missing: t10k-labels-idx1-ubyte"):
         load_fashion_mnist("test")
+
+
+# --------------------------------------------------------------------------- latent analysis and devices
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_a_map_of_fewer_than_two_codes_is_refused(n):
+    with pytest.raises(
+        ValueError, match=rf"train_som needs codes \[N, d\] with N >= 2, got shape \[{n}, 4\].*Encode more"
+    ):
+        train_som(torch.randn(n, 4), 3, 3, 10)
+
+
+def test_som_quality_of_one_code_is_refused_instead_of_perfect():
+    som = train_som(torch.randn(20, 4), 3, 3, 10)
+    with pytest.raises(ValueError, match=r"som_quality needs codes .*one code is always perfectly mapped"):
+        som_quality(som, torch.randn(1, 4))
+
+
+def test_pca_of_codes_that_do_not_vary_names_a_collapsed_encoder():
+    with pytest.raises(ValueError, match=r"All 50 codes are the same point.*collapsed encoder.*active units"):
+        pca(torch.ones(50, 4))
+    with pytest.raises(ValueError, match=r"pca needs codes"):
+        pca(torch.randn(1, 4))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_for_data_on_a_machine_without_one_gets_the_course_message():
+    with pytest.raises(RuntimeError, match=r"CUDA was requested but this machine has no usable CUDA GPU.*Colab"):
+        TensorLoader(IMAGES, None, 8).to("cuda")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(latent_dim=3), r"layer shapes differ \(3 tensors, e.g. to_posterior.weight \[4, 8\] -> \[6, 8\]"),
+        (dict(lr=1e-4), r"learning rate 0.002 saved, 0.0001 now"),
+        (dict(beta=2.0), r"loss .*beta=1.0.* saved, .*beta=2.0.* now"),
+    ],
+)
+def test_a_checkpoint_of_another_run_says_what_differs_on_each_side(tmp_path, change, message):
+    path = tmp_path / "run.pt"
+
+    def run(latent_dim=2, lr=2e-3, beta=1.0):
+        model = mlp_vae(hidden=(8,), latent_dim=latent_dim)
+        return fit(model, TensorLoader(IMAGES, None, 8), ELBO(beta=beta), 1, lr=lr, checkpoint=path, verbose=False)
+
+    run()
+    with pytest.raises(CheckpointError, match=rf"written for a different run: {message}.*Delete it"):
+        run(**change)

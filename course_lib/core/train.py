@@ -242,6 +242,17 @@ def _signature(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimiz
     }
 
 
+def _difference(key: str, saved: Any, now: Any) -> str:
+    """One part of a signature, saved against now, in words (for the mismatch message of :func:`fit`)."""
+    if key == "shapes" and isinstance(saved, dict):
+        changed = [name for name in now if saved.get(name) != now[name]] + [name for name in saved if name not in now]
+        shown = ", ".join(f"{name} {saved.get(name, 'absent')} -> {now.get(name, 'absent')}" for name in changed[:3])
+        return f"layer shapes differ ({len(changed)} tensors, e.g. {shown})"
+    if key == "optimizer" and isinstance(saved, list) and saved[:1] == now[:1]:
+        return f"learning rate {', '.join(map(str, saved[1:]))} saved, {', '.join(map(str, now[1:]))} now"
+    return f"{key} {saved!r} saved, {now!r} now"
+
+
 def _restore(
     path: Path,
     state: dict[str, Any],
@@ -254,11 +265,10 @@ def _restore(
 ) -> None:
     saved = state.get("signature", {})
     if saved != expected:
-        differences = [key for key in expected if saved.get(key) != expected[key]]
+        differences = [_difference(key, saved.get(key), now) for key, now in expected.items() if saved.get(key) != now]
         raise CheckpointError(
-            f"Checkpoint {path} was written for a different run (it differs in: "
-            f"{', '.join(differences) or 'format'}; saved {saved.get('model')} with "
-            f"{saved.get('loss')}, now {expected['model']} with {expected['loss']}). "
+            f"Checkpoint {path} was written for a different run: "
+            f"{'; '.join(differences) or 'it was written by an older course_lib'}. "
             "Delete it, or pass another checkpoint path for this configuration."
         )
     model.load_state_dict(state["model"])

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from course_lib.core.device import choose_device
 from course_lib.core.io import CorruptDataError, DataNotFoundError, cache_dir, write_json_atomic
 
 FASHION_MNIST_CLASSES = (
@@ -202,6 +203,7 @@ def _check_split(split: str) -> None:
 
 def _as_float(images: Tensor, labels: Tensor, device: str | torch.device) -> tuple[Tensor, Tensor]:
     """uint8 images [N, C, H, W] -> float in [0, 1] on ``device``."""
+    device = choose_device(device)
     return images.to(device=device, dtype=torch.float32).div_(255), labels.to(device)
 
 
@@ -377,6 +379,7 @@ class TensorLoader:
 
     def to(self, device: str | torch.device) -> TensorLoader:
         """Move the data to ``device`` (in place) and return the loader."""
+        device = choose_device(device)  # a clear message where CUDA or MPS is missing
         self.images = self.images.to(device)
         self.labels = None if self.labels is None else self.labels.to(device)
         return self

@@ -80,11 +80,26 @@ def retrieval_recall(queries: Tensor, gallery: Tensor, ks: Iterable[int] = (1, 5
 
 
 # ---------------------------------------------------------------- chapter 08: latent analysis
+def _check_codes(codes: Tensor, where: str, at_least: int = 2) -> None:
+    """A clear error for a code set too small to measure anything (chapter 08)."""
+    if codes.dim() != 2 or len(codes) < at_least:
+        raise ValueError(
+            f"{where} needs codes [N, d] with N >= {at_least}, got shape {list(codes.shape)}: with fewer "
+            "codes there is nothing to measure (one code is always perfectly mapped). Encode more images."
+        )
+
+
 def pca(codes: Tensor, n_components: int = 2) -> tuple[Tensor, np.ndarray]:
     """Project latent codes on their first principal axes (chapter 08): ``(projected [N, n_components],
     explained_variance_ratio [n_components])``. The ratios say how flat the latent cloud is."""
     from sklearn.decomposition import PCA
 
+    _check_codes(codes, "pca", at_least=max(2, n_components))
+    if float(codes.float().var(0).sum()) == 0.0:
+        raise ValueError(
+            f"All {len(codes)} codes are the same point, so they have no principal axes (the ratios would "
+            "be NaN). A collapsed encoder does this: check its active units (chapter 07)."
+        )
     fitted = PCA(n_components=n_components).fit(codes.numpy())
     return torch.from_numpy(fitted.transform(codes.numpy())), fitted.explained_variance_ratio_
 
@@ -125,6 +140,7 @@ def train_som(
     """
     from minisom import MiniSom
 
+    _check_codes(codes, "train_som")
     data = codes.numpy().astype(np.float64)
     som = MiniSom(rows, cols, data.shape[1], sigma=sigma, learning_rate=learning_rate, random_seed=seed)
     som.random_weights_init(data)  # starts inside the data whatever its scale
@@ -136,6 +152,7 @@ def som_quality(som: MiniSom, codes: Tensor) -> dict[str, float]:
     """minisom's own quality measures of a map on ``codes`` (chapter 08): ``quantization_error`` (mean
     Euclidean distance to the best-matching unit) and ``topographic_error`` (fraction of codes whose
     two best units are not adjacent on the grid, in [0, 1])."""
+    _check_codes(codes, "som_quality")
     data = codes.numpy().astype(np.float64)
     return {
         "quantization_error": float(som.quantization_error(data)),

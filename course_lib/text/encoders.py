@@ -139,7 +139,9 @@ class TextEncoder(ABC):
     def _pieces(self, texts: list[str]) -> tuple[list[str], list[int], list[int]]:
         """Texts that fit, each with the index of the text it came from and its token count."""
         pieces, owners, counts = [], [], []
-        for index, (text, count) in enumerate(zip(texts, self.count_tokens(texts))):
+        ids = self._token_ids(texts)
+        self._check_known_words(texts, ids)
+        for index, (text, count) in enumerate(zip(texts, map(len, ids))):
             if count <= self.max_tokens:
                 parts, part_counts = [text], [count]
             else:
@@ -150,6 +152,20 @@ class TextEncoder(ABC):
             owners += [index] * len(parts)
             counts += part_counts
         return pieces, owners, counts
+
+    def _check_known_words(self, texts: list[str], ids: list[list[int]]) -> None:
+        """A clear error for a text the tokenizer reads as nothing but its unknown token (emoji for
+        BERT's WordPiece): every such text would get the same vector."""
+        unknown = getattr(getattr(self, "tokenizer", None), "unk_token_id", None)
+        if unknown is None:  # CLIP's byte-level BPE has a token for every character
+            return
+        for index, (text, text_ids) in enumerate(zip(texts, ids)):
+            if text_ids[1:-1] and all(token == unknown for token in text_ids[1:-1]):
+                raise ValueError(
+                    f"Text {index} ({text[:40]!r}) has no word {self.name}'s tokenizer knows: every token is "
+                    "[UNK], so it would get the same vector as any other such text. Write it in words "
+                    "(emoji and unusual symbols are unknown to BERT), or use kind='clip'."
+                )
 
     def _check_sentences(self, count: int, sentences: list[str], counts: list[int]) -> None:
         for sentence, n in zip(sentences, counts):
