@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,9 @@ from course_lib.core.profiles import get_profile
 from course_lib.core.train import checkpoint_path, fit
 from course_lib.data.images import TensorLoader, load_fashion_mnist
 from course_lib.evaluation.analysis import pca, som_quality, train_som
+from course_lib.instructor.execute import resolve_chapters
+from course_lib.instructor.grade import main as grade_main
+from course_lib.instructor.repository import main as repository_main
 from course_lib.models import conv_autoencoder, conv_cvae, conv_vae, mlp_autoencoder, mlp_cvae, mlp_vae
 
 IMAGES = torch.rand(16, 1, 28, 28)
@@ -286,3 +290,27 @@ def test_a_checkpoint_of_another_run_says_what_differs_on_each_side(tmp_path, ch
     run()
     with pytest.raises(CheckpointError, match=rf"written for a different run: {message}.*Delete it"):
         run(**change)
+
+
+# --------------------------------------------------------------------------- instructor tools outside the repository
+
+
+def test_the_repository_tool_outside_the_repository_says_where_to_run(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        repository_main([])
+    error = capsys.readouterr().err
+    assert "no _config.yml in" in error and "run from the repository root, or pass --root" in error
+
+
+def test_the_grader_outside_the_repository_says_where_to_run(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        grade_main(["--assignment", "a1", "x.ipynb"])
+    assert "Run from the repository root, or pass --config" in capsys.readouterr().err
+
+
+def test_a_chapter_number_outside_the_repository_says_where_to_run(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"No chapter '04'.*run from the repository root, or pass --root"):
+        resolve_chapters(["04"], Path("."))

@@ -156,7 +156,9 @@ def resolve_chapters(names: list[str], root: Path) -> list[Path]:
             continue
         matches = [c for c in available if name.isdigit() and c.name.startswith(f"{int(name):02d}_")]
         if len(matches) != 1:
-            listing = ", ".join(c.name for c in available) or f"none in {root / 'chapters'}"
+            listing = ", ".join(c.name for c in available) or (
+                f"none in {root.resolve() / 'chapters'}: run from the repository root, or pass --root"
+            )
             raise SystemExit(f"No chapter {name!r}: name a notebook path or a chapter number (available: {listing}).")
         paths.append(matches[0])
     return paths

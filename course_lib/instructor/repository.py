@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync", action="store_true", help="rewrite the install cells from _config.yml")
     args = parser.parse_args(argv)
 
+    if not (args.root / "_config.yml").is_file():
+        parser.error(f"no _config.yml in {args.root.resolve()}: run from the repository root, or pass --root")
     repository = read_repository(args.root)
     notebooks = args.notebooks or sorted((args.root / "chapters").glob(CHAPTER_GLOB))
     if args.sync:

@@ -69,7 +69,10 @@ def load_assignment(config: Path, name: str) -> Assignment:
     """Read assignment ``name`` from ``config`` (``assignments.yml``), with messages that say what to fix
     (instructor page)."""
     if not config.is_file():
-        raise ExerciseMarkupError(f"{config} not found: it lists the assignments (see book/instructors.md).")
+        raise ExerciseMarkupError(
+            f"{config} not found: it lists the assignments (see book/instructors.md). "
+            "Run from the repository root, or pass --config path/to/assignments.yml."
+        )
     assignments = (yaml.safe_load(config.read_text()) or {}).get("assignments") or {}
     if name not in assignments:
         raise ExerciseMarkupError(f"{config} has no assignment {name!r}; it has {', '.join(map(str, assignments))}.")
