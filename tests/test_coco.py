@@ -188,6 +188,15 @@ def test_second_prepare_reuses_the_output_and_a_new_seed_redoes_it(prepared, sce
     assert coco.load_prepared(tmp_path, "val").image_ids.tolist() != coco.load_prepared(out, "val").image_ids.tolist()
 
 
+@pytest.mark.parametrize("damaged", ["meta_64.json", "images_64.npy"])
+def test_a_damaged_prepared_set_is_prepared_again_with_a_note(scenes, tmp_path, capsys, damaged):
+    coco.prepare(scenes, "val2017", tmp_path, size=64, seed=0, workers=1)
+    (tmp_path / damaged).write_bytes(b"{ half")  # a full disk or a killed copy
+    again = coco.prepare(scenes, "val2017", tmp_path, size=64, seed=0, workers=1)
+    assert not again.reused and "is damaged" in capsys.readouterr().out
+    assert len(coco.load_prepared(tmp_path, "val").image_ids) > 0
+
+
 def test_an_interrupted_prepare_leaves_nothing_that_looks_complete(scenes, tmp_path, monkeypatch):
     def interrupted(paths, size):
         raise KeyboardInterrupt

@@ -280,8 +280,13 @@ def _reusable(out_dir: Path, size: int, key: dict) -> PrepareSummary | None:
     meta_path, images_path = out_dir / f"meta_{size}.json", out_dir / f"images_{size}.npy"
     if not (meta_path.is_file() and images_path.is_file()):
         return None
-    meta = json.loads(meta_path.read_text())
-    if meta["key"] != key or np.load(images_path, mmap_mode="r").shape != (len(meta["image_ids"]), size, size, 3):
+    try:
+        meta = json.loads(meta_path.read_text())
+        shape = np.load(images_path, mmap_mode="r").shape
+    except (ValueError, OSError) as error:  # damaged by a full disk or a killed copy: prepare again
+        print(f"note: the prepared set in {out_dir} is damaged ({type(error).__name__}); preparing it again.")
+        return None
+    if meta.get("key") != key or shape != (len(meta.get("image_ids", ())), size, size, 3):
         return None
     summary = meta["summary"] | {"reused": True, "errors": {int(i): e for i, e in meta["summary"]["errors"].items()}}
     return PrepareSummary(**summary)
