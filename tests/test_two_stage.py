@@ -129,6 +129,15 @@ def test_cached_token_features_are_stored_once_and_read_back(tiny_bert, isolated
     assert torch.allclose(first[0], tiny_bert.__class__.token_features(tiny_bert, CAPTIONS)[0], atol=1e-2)
 
 
+def test_a_damaged_token_feature_cache_is_computed_again_with_a_note(tiny_bert, isolated_environment, capsys):
+    first = cached_token_features(tiny_bert, CAPTIONS)
+    stored = next((isolated_environment / "token_features").rglob("*.pt"))
+    stored.write_bytes(b"stray bytes")
+    again = cached_token_features(tiny_bert, CAPTIONS)
+    assert "is damaged" in capsys.readouterr().out and torch.equal(first[0], again[0])
+    assert torch.equal(cached_token_features(tiny_bert, CAPTIONS)[0], first[0])  # and stored again
+
+
 # ---------------------------------------------------------------- stage 2's text network
 def test_kl_between_two_gaussians_extends_the_kl_to_the_prior():
     generator = torch.Generator().manual_seed(0)

@@ -23,8 +23,11 @@ def cached_token_features(encoder, texts: Sequence[str], batch_size: int = 64) -
     digest = hashlib.sha1("\n".join(texts).encode("utf-8")).hexdigest()[:16]
     path = cache_dir() / "token_features" / encoder.key / f"{len(texts)}-{digest}.pt"
     if path.is_file():
-        stored = torch.load(path, weights_only=True)
-        return stored["features"].float(), stored["mask"]
+        try:
+            stored = torch.load(path, weights_only=True)
+            return stored["features"].float(), stored["mask"]
+        except Exception as error:  # stray or truncated bytes: nothing is lost by computing them again
+            print(f"note: the token-feature cache {path} is damaged ({type(error).__name__}); computing it again.")
     features, mask = encoder.token_features(texts, batch_size)
     stored = {"features": features.half(), "mask": mask}
     write_atomic(path, lambda file: torch.save(stored, file))
