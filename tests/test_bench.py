@@ -26,3 +26,10 @@ def test_prepare_bench_prints_images_per_second_and_disk_space(capsys):
     assert len(rates) == 4 and all(int(rate.replace(",", "")) > 0 for rate in rates)
     assert "12.3 MB images" in out  # 64 x 64 x 3 bytes per image, per 1,000 images
     assert "COCO train2017 (118,287 images): 1,454 MB images" in out
+
+
+def test_a_reference_epoch_is_timed_and_scaled_to_the_whole_epoch(fake_fashion_mnist, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(fake_fashion_mnist))
+    seconds = bench.reference_epoch("cpu", steps=3, warmup=1)
+    assert 0 < seconds < 3600  # 3 steps of a small conv VAE, times 938 / 3
+    assert bench.REFERENCE_STEPS == 938

@@ -107,6 +107,7 @@ def test_execution_page_lists_chapters_with_links_and_the_machine(tmp_path):
                 "chapter": "chapters/01_ae.ipynb",
                 "profile": "smoke",
                 "seconds": 12.34,
+                "reference_epochs": 1.54,
                 "of_budget": 0.21,
                 "status": "ok",
                 "output": "chapters/01_ae.ipynb",
@@ -115,6 +116,7 @@ def test_execution_page_lists_chapters_with_links_and_the_machine(tmp_path):
                 "chapter": "chapters/99_new.ipynb",
                 "profile": "smoke",
                 "seconds": 3.0,
+                "reference_epochs": float("nan"),
                 "of_budget": float("nan"),
                 "status": "failed",
                 "output": "chapters/99_new.ipynb",
@@ -124,8 +126,9 @@ def test_execution_page_lists_chapters_with_links_and_the_machine(tmp_path):
     machine = {"date": "2026-01-01 00:00 UTC", "machine": "Linux x86_64, 2 CPU cores", "device": "CPU only"}
     page = write_execution_page(out, report, machine).read_text()
     assert page.startswith("# Execution report\n")
-    assert "| {doc}`/chapters/01_ae` | `smoke` | 12.3 | 0.21 | ok |" in page
-    assert "| `chapters/99_new.ipynb` | `smoke` | 3.0 |  | failed |" in page  # not in the toc: no link
+    assert "| {doc}`/chapters/01_ae` | `smoke` | 12.3 | 1.5 | 0.21 | ok |" in page
+    assert "| `chapters/99_new.ipynb` | `smoke` | 3.0 |  |  | failed |" in page  # not in the toc: no link
+    assert "A *reference epoch* is one epoch of chapter 02's conv VAE" in page
     assert "Total: 15.3 s for 2 chapter(s), 1 of them ran to the end." in page
     assert "| device | CPU only |" in page and "2 CPU cores" in page
 

@@ -53,6 +53,7 @@ def test_chapter_runs_under_smoke(executed, notebook):
     row = report.loc[str(notebook.relative_to(REPO))]
     assert row["status"] == "ok" and row["profile"] == "smoke"
     assert row["of_budget"] == pytest.approx(row["seconds"] / get_profile("smoke").chapter_budget_s, abs=0.01)
+    assert row["reference_epochs"] > 0  # the runner timed the reference epoch first (20 steps, scaled)
     nb = nbformat.read(executed / notebook.relative_to(REPO), as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
@@ -83,6 +84,7 @@ def run_chapter(tmp_path: Path, name: str, cells: list[str], env: dict[str, str]
     nbformat.write(nb, notebook)
     (tmp_path / "_config.yml").write_text("title: t\n")
     command = [sys.executable, "-m", "course_lib.instructor.execute", "--profile", "smoke", "--root", str(tmp_path)]
+    command += ["--reference-steps", "0"]  # these tests are about failures, not times
     return _run([*command, "--out", str(tmp_path / "out"), argument or str(notebook)], env)
 
 

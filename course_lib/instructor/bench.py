@@ -140,6 +140,34 @@ def measure(
     return {name: steps * batch_size / statistics.median(times) for name, times in seconds.items()}
 
 
+REFERENCE_BATCH = 64
+REFERENCE_STEPS = 60_000 // REFERENCE_BATCH + 1  # one epoch of Fashion-MNIST's training images: 938 steps
+
+
+def reference_epoch(device: torch.device | str | None = None, steps: int = REFERENCE_STEPS, warmup: int = 5) -> float:
+    """Seconds of one *reference epoch* on ``device`` (instructor page; ``make book``): chapter 02's conv
+    VAE (latent 32, ELBO, Adam, the automatic mixed precision ``fit`` uses) over the 60,000 training
+    images of Fashion-MNIST at batch 64, 938 steps. The unit the book's time budgets are stated in:
+    machines differ about 2x in speed, reference epochs much less.
+
+    ``steps`` < 938 times that many steps (after ``warmup``) and scales the time to a whole epoch: a
+    quick estimate for tests and smoke runs."""
+    device = choose_device(device)
+    seed_everything(0)
+    model = MODELS["conv"][1]().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    amp_dtype, use_scaler = amp_settings(device, amp=True)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    images, _ = load_fashion_mnist("train", device=device)
+    loader = TensorLoader(images, None, REFERENCE_BATCH, seed=0)
+
+    def run(n: int) -> None:
+        train_steps(model, itertools.islice(itertools.cycle(loader), n), ELBO(), optimizer, scaler, amp_dtype)
+
+    steps = max(1, min(steps, REFERENCE_STEPS))
+    return _timed(run, steps, warmup, device) * REFERENCE_STEPS / steps
+
+
 COCO_IMAGES = {"val2017": 5_000, "train2017": 118_287}
 
 

@@ -256,14 +256,16 @@ def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str
         "notebook with papermill, then Jupyter Book rendered the executed copies without running them",
         "again. The same numbers are in `execution_report.csv` next to the executed chapters.",
         "",
-        "| chapter | profile | seconds | of budget | status |",
-        "|---|---|---:|---:|---|",
+        "| chapter | profile | seconds | reference epochs | of budget | status |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for row in report.itertuples(index=False):
         docname = Path(str(row.output)).with_suffix("").as_posix()
         name = f"{{doc}}`/{docname}`" if docname in documents else f"`{row.chapter}`"
         of_budget = "" if pd.isna(row.of_budget) else f"{row.of_budget:.2f}"
-        lines.append(f"| {name} | `{row.profile}` | {row.seconds:.1f} | {of_budget} | {row.status} |")
+        epochs = getattr(row, "reference_epochs", float("nan"))
+        epochs = "" if pd.isna(epochs) else f"{epochs:.1f}"
+        lines.append(f"| {name} | `{row.profile}` | {row.seconds:.1f} | {epochs} | {of_budget} | {row.status} |")
     lines += [
         "",
         f"Total: {report['seconds'].sum():.1f} s for {len(report)} chapter(s), "
@@ -274,6 +276,10 @@ def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str
     ]
     lines += [f"| {key} | {value} |" for key, value in machine.items()]
     lines += [
+        "",
+        "A *reference epoch* is one epoch of chapter 02's conv VAE (latent 32) over the 60,000",
+        "Fashion-MNIST training images at batch 64, timed on this machine at the start of the run: a",
+        "unit that changes much less from machine to machine than seconds do.",
         "",
         "*Of budget* is the chapter's time divided by its profile's budget per chapter (60 s under",
         "`smoke`, 1 h under `gpu`; `cpu` has a budget for the whole book, 30 min). The budgets are for",
@@ -290,12 +296,35 @@ def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str
     return page
 
 
-def budget_summary(report: pd.DataFrame, profile: Profile, whole_book: bool = True) -> str:
+def measure_reference_epoch(steps: int | None) -> float | None:
+    """Seconds of one reference epoch on this machine (:func:`course_lib.instructor.bench.reference_epoch`),
+    printed; ``None`` when ``steps`` is 0 or the data is missing (instructor page; ``make book``)."""
+    if steps == 0:
+        return None
+    from course_lib.core.io import DataNotFoundError
+    from course_lib.instructor.bench import REFERENCE_STEPS, reference_epoch
+
+    steps = REFERENCE_STEPS if steps is None else steps
+    try:
+        seconds = reference_epoch(steps=steps)
+    except DataNotFoundError as error:
+        print(f"reference epoch not measured: {str(error).splitlines()[0]}", flush=True)
+        return None
+    timed = "the whole epoch" if steps >= REFERENCE_STEPS else f"{steps} of its {REFERENCE_STEPS} steps, scaled"
+    print(f"reference epoch: {seconds:.1f} s on this machine ({timed})", flush=True)
+    return seconds
+
+
+def budget_summary(
+    report: pd.DataFrame, profile: Profile, whole_book: bool = True, reference: float | None = None
+) -> str:
     """One line per chapter over its budget, and the run against the book's budget when it ran every chapter
     (instructor page; ``make book``)."""
     total = report["seconds"].sum()
     lines = [
-        f"total {total:.1f} s for {len(report)} chapter(s)"
+        f"total {total:.1f} s"
+        + (f" ({total / reference:.1f} reference epochs of {reference:.1f} s)" if reference else "")
+        + f" for {len(report)} chapter(s)"
         + (
             f", {total / profile.book_budget_s:.2f} of the book budget of {profile.book_budget_s / 60:.0f} min"
             if profile.book_budget_s and whole_book
@@ -335,6 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a chapter parameter, checked against each chapter's parameters cell (e.g. -p latent_dim 32)",
     )
     parser.add_argument(
+        "--reference-steps",
+        type=int,
+        default=None,
+        help="time this many steps of the reference epoch and scale them to the whole epoch "
+        "(default: the whole epoch, 938 steps; 0: do not measure)",
+    )
+    parser.add_argument(
         "--stage-unexecuted",
         action="store_true",
         help="stage the chapters not run, without outputs, so the staged book is complete",
@@ -356,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         args.checkpoints.mkdir(parents=True, exist_ok=True)
         os.environ["COURSE_CHECKPOINT_DIR"] = str(args.checkpoints.resolve())  # the kernels inherit it
         print(f"checkpoints of this run: {args.checkpoints.resolve()}", flush=True)
+    reference = measure_reference_epoch(args.reference_steps)
     rows, failures = [], []
     for notebook in notebooks:
         output = (
@@ -387,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                 "chapter": str(notebook),
                 "profile": profile.name,
                 "seconds": round(seconds, 1),
+                "reference_epochs": round(seconds / reference, 2) if reference else float("nan"),
                 "of_budget": round(of_budget, 2),
                 "status": status,
                 "output": output.relative_to(args.out).as_posix(),
@@ -399,10 +437,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage_unexecuted:
         for copied in stage_unexecuted(args.root, args.out, notebooks):
             print(f"staged without executing: {copied}", flush=True)
-    write_execution_page(args.out, report, machine_description())
+    machine = machine_description()
+    if reference:
+        machine["reference epoch"] = (
+            f"{reference:.1f} s (chapter 02's conv VAE, one epoch of 60,000 images at batch 64)"
+        )
+    write_execution_page(args.out, report, machine)
     every_chapter = {path.resolve() for path in (args.root / "chapters").glob(CHAPTER_GLOB)}
     whole_book = every_chapter <= {path.resolve() for path in notebooks}
-    print(budget_summary(report, profile, whole_book), flush=True)
+    print(budget_summary(report, profile, whole_book, reference), flush=True)
     if failures:
         failed = sum(status != "ok" for status in report["status"])
         print(
