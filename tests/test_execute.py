@@ -158,10 +158,24 @@ def test_budget_summary_names_chapters_over_budget_without_failing():
         "total 96.0 s for 2 chapter(s)",
         "over budget: chapters/04_cvae.ipynb took 66.0 s (1.10 of 60 s)",
     ]
-    cpu = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"))
-    assert cpu == "total 96.0 s for 2 chapter(s), 0.05 of the book budget of 30 min"
-    part = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"), whole_book=False)
-    assert part == "total 96.0 s for 2 chapter(s)"  # the book's budget says nothing about a part of it
+    cpu = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"), reference=4.8)
+    assert (
+        cpu
+        == "total 96.0 s (20.0 reference epochs of 4.8 s) for 2 chapter(s), 0.10 of the book budget of 200 reference epochs"
+    )
+    unmeasured = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"))
+    assert unmeasured == "total 96.0 s for 2 chapter(s) (the book budget is 200 reference epochs)"
+    part = budget_summary(report.assign(of_budget=float("nan")), get_profile("cpu"), whole_book=False, reference=4.8)
+    assert part == "total 96.0 s (20.0 reference epochs of 4.8 s) for 2 chapter(s)"  # the book's budget: not a part
+
+
+def test_budgets_in_seconds_and_in_reference_epochs():
+    from course_lib.core.profiles import Budget, get_profile
+
+    assert Budget(60).fraction(30) == 0.5 and str(Budget(60)) == "60 s"
+    cpu = get_profile("cpu").chapter_budget
+    assert str(cpu) == "40 reference epochs" and cpu.fraction(200, reference_s=10) == 0.5
+    assert cpu.fraction(200) != cpu.fraction(200)  # NaN: no reference epoch measured
 
 
 def executed_notebook(path: Path, outputs_per_cell: list[list]) -> Path:

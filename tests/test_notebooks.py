@@ -52,7 +52,7 @@ def test_chapter_runs_under_smoke(executed, notebook):
     report = pd.read_csv(executed / "execution_report.csv").set_index("chapter")
     row = report.loc[str(notebook.relative_to(REPO))]
     assert row["status"] == "ok" and row["profile"] == "smoke"
-    assert row["of_budget"] == pytest.approx(row["seconds"] / get_profile("smoke").chapter_budget_s, abs=0.01)
+    assert row["of_budget"] == pytest.approx(get_profile("smoke").chapter_budget.fraction(row["seconds"]), abs=0.01)
     assert row["reference_epochs"] > 0  # the runner timed the reference epoch first (20 steps, scaled)
     nb = nbformat.read(executed / notebook.relative_to(REPO), as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]

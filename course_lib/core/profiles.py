@@ -17,6 +17,26 @@ import torch
 
 
 @dataclass(frozen=True)
+class Budget:
+    """A time budget (chapter 01): ``amount`` seconds, or ``amount`` reference epochs when
+    ``in_reference_epochs`` (one epoch of chapter 02's conv VAE on the same machine, timed by the
+    runner at the start of a run: machines differ about 2x in seconds, much less in that unit)."""
+
+    amount: float
+    in_reference_epochs: bool = False
+
+    def fraction(self, seconds: float, reference_s: float | None = None) -> float:
+        """How much of the budget ``seconds`` used (1.0 = all of it); NaN for a budget in reference
+        epochs when none was measured."""
+        if not self.in_reference_epochs:
+            return seconds / self.amount
+        return seconds / reference_s / self.amount if reference_s else float("nan")
+
+    def __str__(self) -> str:
+        return f"{self.amount:g} reference epochs" if self.in_reference_epochs else f"{self.amount:g} s"
+
+
+@dataclass(frozen=True)
 class Profile:
     """Sizes for one run of a chapter (chapter 01). ``None`` subset sizes mean "the whole split"."""
 
@@ -26,8 +46,8 @@ class Profile:
     epochs: int  # main models of a chapter
     short_epochs: int  # side experiments (beta sweeps, likelihood comparisons)
     batch_size: int
-    chapter_budget_s: float | None = None  # DESIGN's time budget for one chapter; None: only the book has one
-    book_budget_s: float | None = None
+    chapter_budget: Budget | None = None  # the time budget of one chapter (DESIGN.md)
+    book_budget: Budget | None = None  # of the whole book, from an empty cache
 
     def describe(self) -> str:
         train = "all" if self.train_size is None else f"{self.train_size:,}"
@@ -40,14 +60,27 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        "smoke", train_size=2_000, test_size=1_000, epochs=2, short_epochs=1, batch_size=128, chapter_budget_s=60
+        "smoke", train_size=2_000, test_size=1_000, epochs=2, short_epochs=1, batch_size=128, chapter_budget=Budget(60)
     ),
     "cpu": Profile(
-        "cpu", train_size=None, test_size=None, epochs=8, short_epochs=3, batch_size=64, book_budget_s=30 * 60
+        "cpu",
+        train_size=None,
+        test_size=None,
+        epochs=8,
+        short_epochs=3,
+        batch_size=64,
+        chapter_budget=Budget(40, in_reference_epochs=True),
+        book_budget=Budget(200, in_reference_epochs=True),
     ),
     "gpu": Profile(
-        "gpu", train_size=None, test_size=None, epochs=50, short_epochs=15, batch_size=128, chapter_budget_s=60 * 60
-    ),  # on a Colab T4
+        "gpu",
+        train_size=None,
+        test_size=None,
+        epochs=50,
+        short_epochs=15,
+        batch_size=128,
+        chapter_budget=Budget(60 * 60),  # on a Colab T4
+    ),
 }
 
 

@@ -281,9 +281,9 @@ def write_execution_page(out: Path, report: pd.DataFrame, machine: dict[str, str
         "Fashion-MNIST training images at batch 64, timed on this machine at the start of the run: a",
         "unit that changes much less from machine to machine than seconds do.",
         "",
-        "*Of budget* is the chapter's time divided by its profile's budget per chapter (60 s under",
-        "`smoke`, 1 h under `gpu`; `cpu` has a budget for the whole book, 30 min). The budgets are for",
-        "two CPU cores or a Colab T4; over 1.00 means over budget on this machine.",
+        "*Of budget* is the chapter's time divided by its profile's budget per chapter: 60 s under",
+        "`smoke`, 40 reference epochs under `cpu` (and 200 for the whole book, from an empty cache),",
+        "1 h on a Colab T4 under `gpu`. Over 1.00 means over budget on this machine.",
         "",
         "The profile sets data sizes and epochs (see {ref}`the profile table <setup-profiles>`);",
         "run times depend on the machine and on the checkpoint cache: a chapter whose models were",
@@ -325,15 +325,14 @@ def budget_summary(
         f"total {total:.1f} s"
         + (f" ({total / reference:.1f} reference epochs of {reference:.1f} s)" if reference else "")
         + f" for {len(report)} chapter(s)"
-        + (
-            f", {total / profile.book_budget_s:.2f} of the book budget of {profile.book_budget_s / 60:.0f} min"
-            if profile.book_budget_s and whole_book
-            else ""
-        )
     ]
+    book = profile.book_budget
+    if book is not None and whole_book:
+        share = book.fraction(total, reference)
+        lines[0] += f", {share:.2f} of the book budget of {book}" if share == share else f" (the book budget is {book})"
     over = report[report["of_budget"] > 1]
     lines += [
-        f"over budget: {row.chapter} took {row.seconds:.1f} s ({row.of_budget:.2f} of {profile.chapter_budget_s:.0f} s)"
+        f"over budget: {row.chapter} took {row.seconds:.1f} s ({row.of_budget:.2f} of {profile.chapter_budget})"
         for row in over.itertuples(index=False)
     ]
     return "\n".join(lines)
@@ -413,10 +412,12 @@ def main(argv: list[str] | None = None) -> int:
             seconds, status = time.perf_counter() - started, "failed"
             failures.append(failure_summary(notebook, error))
             print(failures[-1], flush=True)
-        budget = profile.chapter_budget_s
-        of_budget = seconds / budget if budget else float("nan")
+        budget = profile.chapter_budget
+        of_budget = budget.fraction(seconds, reference) if budget else float("nan")
         print(
-            f"  {status} in {seconds:.1f} s" + (f", {of_budget:.2f} of the {budget:.0f} s budget" if budget else ""),
+            f"  {status} in {seconds:.1f} s"
+            + (f" ({seconds / reference:.1f} reference epochs)" if reference else "")
+            + (f", {of_budget:.2f} of the {budget} budget" if of_budget == of_budget else ""),
             flush=True,
         )
         rows.append(
