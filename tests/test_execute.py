@@ -169,6 +169,20 @@ def test_budget_summary_names_chapters_over_budget_without_failing():
     assert part == "total 96.0 s (20.0 reference epochs of 4.8 s) for 2 chapter(s)"  # the book's budget: not a part
 
 
+def test_the_execution_page_says_what_the_budgets_mean_here():
+    from course_lib.core.profiles import get_profile
+    from course_lib.instructor.execute import reference_rows
+
+    rows = reference_rows(get_profile("cpu"), 38.7)
+    assert rows["reference epoch"].startswith("38.7 s (chapter 02's conv VAE")
+    assert (
+        rows["cpu budgets"]
+        == "40 reference epochs = 26 min per chapter here; 200 reference epochs = 129 min for the book here"
+    )
+    assert "smoke budgets" not in reference_rows(get_profile("smoke"), 38.7)  # smoke's budget is in seconds
+    assert reference_rows(get_profile("cpu"), None) == {}
+
+
 def test_budgets_in_seconds_and_in_reference_epochs():
     from course_lib.core.profiles import Budget, get_profile
 

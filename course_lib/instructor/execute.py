@@ -315,6 +315,22 @@ def measure_reference_epoch(steps: int | None) -> float | None:
     return seconds
 
 
+def reference_rows(profile: Profile, reference: float | None) -> dict[str, str]:
+    """The execution page's lines on the reference epoch: its seconds here, and what the profile's
+    budgets in that unit mean in minutes on this machine (instructor page; ``make book``)."""
+    if not reference:
+        return {}
+    rows = {"reference epoch": f"{reference:.1f} s (chapter 02's conv VAE, one epoch of 60,000 images at batch 64)"}
+    budgets = [
+        f"{budget} = {budget.amount * reference / 60:.0f} min {per} here"
+        for budget, per in ((profile.chapter_budget, "per chapter"), (profile.book_budget, "for the book"))
+        if budget is not None and budget.in_reference_epochs
+    ]
+    if budgets:
+        rows[f"{profile.name} budgets"] = "; ".join(budgets)
+    return rows
+
+
 def budget_summary(
     report: pd.DataFrame, profile: Profile, whole_book: bool = True, reference: float | None = None
 ) -> str:
@@ -438,12 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage_unexecuted:
         for copied in stage_unexecuted(args.root, args.out, notebooks):
             print(f"staged without executing: {copied}", flush=True)
-    machine = machine_description()
-    if reference:
-        machine["reference epoch"] = (
-            f"{reference:.1f} s (chapter 02's conv VAE, one epoch of 60,000 images at batch 64)"
-        )
-    write_execution_page(args.out, report, machine)
+    write_execution_page(args.out, report, machine_description() | reference_rows(profile, reference))
     every_chapter = {path.resolve() for path in (args.root / "chapters").glob(CHAPTER_GLOB)}
     whole_book = every_chapter <= {path.resolve() for path in notebooks}
     print(budget_summary(report, profile, whole_book, reference), flush=True)
