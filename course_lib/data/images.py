@@ -97,10 +97,11 @@ def check_idx(path: Path, source: Path | None = None) -> None:
                 f"{named} is not an IDX file of {kind} (magic number {magic!r}, expected {IDX_MAGIC[kind]}). "
                 + REPLACE_HINT
             )
-        raw_dims = file.read(4 * (magic & 0xFF))
-    if len(raw_dims) < 4 * (magic & 0xFF):
+        ndim = magic & 0xFF
+        raw_dims = file.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
         raise CorruptDataError(f"{named} is truncated inside its header. " + REPLACE_HINT)
-    dims = struct.unpack(f">{magic & 0xFF}i", raw_dims)
+    dims = struct.unpack(f">{ndim}i", raw_dims)
     expected, size = 4 + len(raw_dims) + math.prod(dims), path.stat().st_size
     if size != expected:
         raise CorruptDataError(
@@ -128,16 +129,17 @@ def _unpack_into(files: dict[str, Path], raw_dir: Path) -> None:
             except ValueError:  # a damaged record: unpack again
                 pass
         partial = target.with_suffix(".partial")
+        opener = gzip.open if source.suffix == ".gz" else open
         try:
-            opener = gzip.open if source.suffix == ".gz" else open
-            with opener(source, "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with opener(source, "rb") as src, open(partial, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError) as error:
+                raise CorruptDataError(f"{source} cannot be unpacked ({error}). " + REPLACE_HINT) from error
             check_idx(partial, source)
-        except (OSError, EOFError, CorruptDataError) as error:
-            partial.unlink(missing_ok=True)
-            if isinstance(error, CorruptDataError):
-                raise
-            raise CorruptDataError(f"{source} cannot be unpacked ({error}). " + REPLACE_HINT) from error
+        except CorruptDataError:
+            partial.unlink(missing_ok=True)  # a broken copy is never kept
+            raise
         os.replace(partial, target)
         write_json_atomic(record_path, record)
 

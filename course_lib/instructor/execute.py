@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
+import math
 import os
 import platform
 import shutil
@@ -69,7 +70,7 @@ def chapter_parameters(notebook: Path, given: dict[str, str]) -> dict[str, objec
         value = yaml.safe_load(text)
         if isinstance(default, str):
             value = text
-        elif isinstance(default, bool) or isinstance(default, int):
+        elif isinstance(default, int):  # bool included: True must stay a bool, 3 an int
             if type(value) is not type(default):
                 raise ParameterError(_wrong_type(notebook, name, text, default))
         elif isinstance(default, float):
@@ -345,7 +346,9 @@ def budget_summary(
     book = profile.book_budget
     if book is not None and whole_book:
         share = book.fraction(total, reference)
-        lines[0] += f", {share:.2f} of the book budget of {book}" if share == share else f" (the book budget is {book})"
+        lines[0] += (
+            f" (the book budget is {book})" if math.isnan(share) else f", {share:.2f} of the book budget of {book}"
+        )
     over = report[report["of_budget"] > 1]
     lines += [
         f"over budget: {row.chapter} took {row.seconds:.1f} s ({row.of_budget:.2f} of {profile.chapter_budget})"
@@ -394,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = get_profile(args.profile)  # fail early on an unknown name; resolve "auto" once
     notebooks = resolve_chapters(args.notebooks, args.root)
-    given = {name: value for name, value in args.parameter if name != "profile"}
-    if any(name == "profile" for name, _ in args.parameter):
+    given = dict(args.parameter)
+    if "profile" in given:
         parser.error("pass the profile with --profile, not -p profile")
     try:  # every chapter's parameters checked before the first one runs
         parameters = {notebook: chapter_parameters(notebook, given) for notebook in notebooks}
@@ -433,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {status} in {seconds:.1f} s"
             + (f" ({seconds / reference:.1f} reference epochs)" if reference else "")
-            + (f", {of_budget:.2f} of the {budget} budget" if of_budget == of_budget else ""),
+            + ("" if math.isnan(of_budget) else f", {of_budget:.2f} of the {budget} budget"),
             flush=True,
         )
         rows.append(
