@@ -1,12 +1,14 @@
 """Figures used throughout the course: image grids, reconstructions, latent scatter plots, the latent
-manifold, interpolation strips and training GIFs (chapters 01 and 02).
+manifold, interpolation strips and training GIFs (chapters 01 and 02), and the caption box of chapter 06.
 
-Imports no other part of course_lib: matplotlib, numpy, torch, torchvision and PIL (IPython for GIFs).
+Imports course_lib.core only (for its switches), with matplotlib, numpy, torch, torchvision and PIL
+(IPython for GIFs, ipywidgets for the caption box).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,6 +17,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 from torchvision.utils import make_grid
+
+from course_lib.core.profiles import show_widgets
 
 
 def _grid_array(images: Tensor, nrow: int) -> np.ndarray:
@@ -194,3 +198,51 @@ def plot_som(
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def wrapped_title(text: str, width: int = 30) -> str:
+    """``text`` broken into lines of at most ``width`` characters at spaces, for a small panel's title
+    (chapter 06): cutting at a fixed position splits words."""
+    return "\n".join(textwrap.wrap(text, width)) or " "
+
+
+def show_caption_samples(draw: Callable[[str], Tensor], caption: str, ax: plt.Axes | None = None) -> plt.Axes:
+    """The images ``draw(caption)`` returns, in one row under the caption (chapter 06)."""
+    images = draw(caption)
+    return show_images(images, nrow=len(images), title=wrapped_title(caption, 60), ax=ax)
+
+
+def caption_box(draw: Callable[[str], Tensor], default: str) -> None:
+    """A text box and a button: type a caption, see what ``draw(caption)`` makes of it (chapter 06).
+
+    In JupyterLab and Colab it shows the widget, with the samples of ``default`` already drawn; with
+    ``COURSE_WIDGETS=0`` (headless runs, the rendered book) only the static figure for ``default``.
+    An error from ``draw`` (an empty caption, say) is printed under the box, and the box stays usable.
+    """
+    from IPython.display import display
+
+    if not show_widgets():
+        show_caption_samples(draw, default)
+        plt.show()
+        return
+    import ipywidgets as widgets
+
+    text = widgets.Text(
+        value=default, description="caption", continuous_update=False, layout=widgets.Layout(width="70%")
+    )
+    button = widgets.Button(description="draw", button_style="primary")
+    output = widgets.Output()
+
+    def redraw(_=None) -> None:
+        with output:
+            output.clear_output(wait=True)
+            try:
+                show_caption_samples(draw, text.value)
+                plt.show()
+            except ValueError as error:
+                print(f"{type(error).__name__}: {error}")
+
+    button.on_click(redraw)
+    text.observe(redraw, names="value")  # Enter (or leaving the box) draws too
+    display(widgets.VBox([widgets.HBox([text, button]), output]))
+    redraw()

@@ -94,7 +94,7 @@ class ELBO:
     """Negative ELBO: E_q[-log p(x|z)] + beta * KL(q(z|x) || p(z)), per image, mean over the batch.
 
     ``beta = 1`` is the true (negative) evidence lower bound in nats; other values give the beta-VAE
-    objective (chapter 02).
+    objective (chapter 02). For a CVAE with a learned prior the KL is to p(z | c) (chapter 06).
     """
 
     beta: float = 1.0
@@ -114,7 +114,7 @@ class ELBO:
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         logits, mu, logvar, _ = model(x, *conditioning(model, y))  # a CVAE also gets the labels
         recon = reconstruction_nll(logits, x, self.likelihood, self.sigma).mean()
-        kl = kl_per_dim(mu, logvar).sum(1).mean()
+        kl = kl_per_dim(mu, logvar, *prior_params(model, y)).sum(1).mean()
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
 
 
@@ -146,7 +146,7 @@ class HybridELBO(ELBO):
                 "Use ELBO for an unconditional model."
             )
         terms = super().__call__(model, x, y)
-        z = torch.randn(len(x), model.latent_dim, device=x.device)
+        z = model.sample_latent(y)
         prior_recon = reconstruction_nll(model.decoder_logits(z, y), x, self.likelihood, self.sigma).mean()
         return terms | {
             "loss": self.alpha * terms["loss"] + (1 - self.alpha) * prior_recon,
@@ -168,6 +168,13 @@ def report000_beta(image_shape: Sequence[int], kl_weight: float = 1.0) -> float:
 def report000_elbo(image_shape: Sequence[int], kl_weight: float = 1.0) -> ELBO:
     """Report 000's stage-1 loss written as the course's ELBO (chapter 07): same minimiser, ``beta`` in plain sight."""
     return ELBO(beta=report000_beta(image_shape, kl_weight), likelihood="gaussian", sigma=math.sqrt(0.5))
+
+
+def prior_params(model: nn.Module, condition: Tensor | None) -> tuple[Tensor, ...]:
+    """``(mu, logvar)`` of the model's learned prior p(z | c) for :func:`kl_per_dim`, or ``()`` for
+    N(0, I) (chapter 06)."""
+    params = model.prior_params(condition) if getattr(model, "prior", None) is not None else None
+    return () if params is None else params
 
 
 TARGETS = ("mean", "kl")

@@ -107,3 +107,9 @@ def get_profile(name: str = "auto") -> Profile:
 def show_progress() -> bool:
     """Progress bars are on unless ``COURSE_PROGRESS=0`` (set for headless papermill runs; chapter 01)."""
     return os.environ.get("COURSE_PROGRESS", "1") != "0"
+
+
+def show_widgets() -> bool:
+    """Interactive widgets are on unless ``COURSE_WIDGETS=0`` (set for headless papermill runs, where no
+    one could type into them and the rendered book shows a static figure instead; chapter 06)."""
+    return os.environ.get("COURSE_WIDGETS", "1") != "0"

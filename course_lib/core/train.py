@@ -213,10 +213,17 @@ class Snapshots:
 
     @classmethod
     def samples(cls, z: Tensor, labels: Tensor | None = None, nrow: int = 8) -> Snapshots:
-        """Decode fixed latent vectors (a conditional model also needs the ``labels`` to draw)."""
-        return cls(
-            lambda model: model.decode(z.to(next(model.parameters()).device), *conditioning(model, labels)), nrow
-        )
+        """Decode fixed latent vectors (a conditional model also needs the ``labels`` to draw). For a
+        model with a learned prior p(z | c) (chapter 06), ``z`` is the standard-normal noise that the
+        prior shifts and scales for each label."""
+
+        def draw(model: nn.Module) -> Tensor:
+            codes = z.to(next(model.parameters()).device)
+            if getattr(model, "prior", None) is not None:
+                codes = model.sample_latent(labels, noise=codes)
+            return model.decode(codes, *conditioning(model, labels))
+
+        return cls(draw, nrow)
 
     def __call__(self, epoch: int, model: nn.Module) -> None:
         grid = make_grid(self.make_images(model).float().clamp(0, 1).cpu(), nrow=self.nrow, padding=2, pad_value=1)

@@ -203,6 +203,42 @@ EMPTY_CAPTIONS = (
 )
 
 
+# Shape and colour words a student may well type that the scenes never draw (chapter 06, exercise 6.1).
+UNSEEN_SHAPES = (
+    "hexagon",
+    "pentagon",
+    "octagon",
+    "oval",
+    "ellipse",
+    "rectangle",
+    "crescent",
+    "moon",
+    "arrow",
+    "spiral",
+)
+UNSEEN_COLOURS = ("black", "white", "grey", "gray", "brown", "violet", "magenta", "turquoise", "gold", "silver")
+
+
+def unseen_words(caption: str) -> list[str]:
+    """The shape and colour words of ``caption`` that no scene caption uses ("hexagon", "brown"): a
+    model trained on the scenes has never seen them drawn, so it can only guess from the words it
+    has seen (chapter 06, exercise 6.1). A message names them and the words the scenes do use."""
+    words = set(re.findall(r"[a-z]+", caption.lower()))
+    return [word for word in (*UNSEEN_SHAPES, *UNSEEN_COLOURS) if word in words]
+
+
+def unseen_words_message(caption: str) -> str | None:
+    """What :func:`unseen_words` finds in ``caption``, said for a student, or ``None`` (chapter 06)."""
+    found = unseen_words(caption)
+    if not found:
+        return None
+    return (
+        f"{caption!r}: the scenes never draw {', '.join(map(repr, found))}, so the model has not seen "
+        f"{'it' if len(found) == 1 else 'them'} in training and can only guess from similar words. "
+        f"The scenes' shapes: {', '.join(SHAPES)}; colours: {', '.join(COLOURS)}."
+    )
+
+
 def names_main_shape(caption: str) -> bool:
     """Whether a scene caption names its main object's shape ("a red heart"), not only its
     supercategory ("a red symbol"): only such captions can be checked for shape (chapter 06)."""

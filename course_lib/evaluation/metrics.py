@@ -1,7 +1,7 @@
 """Metrics. Chapter 01: held-out reconstruction error, MSE per pixel and SSIM (torchmetrics).
 Chapter 04: FID and KID of generated images (torchmetrics, in a pluggable feature space) and the
 conditional accuracy of a class-conditional generator. Chapter 06: CLIP score of images against their
-captions (torchmetrics; needs the CLIP weights).
+captions (torchmetrics; needs the CLIP weights) and the diversity of several samples of one caption.
 
 Imports course_lib.core, course_lib.models, course_lib.evaluation.classifier and (CLIP score) course_lib.text.
 """
@@ -358,3 +358,16 @@ def _clip_for_torchmetrics(model_name: str) -> tuple[nn.Module, object]:
 def _projected_features(features: Callable[..., object], *args: object, **kwargs: object) -> Tensor:
     output = features(*args, **kwargs)
     return output if isinstance(output, Tensor) else output.pooler_output
+
+
+def mean_pairwise_distance(groups: Tensor) -> float:
+    """How different the images of each group are: ``groups [G, k, C, H, W]`` (k >= 2 images per
+    group, e.g. k samples of one caption) -> the root-mean-square pixel difference of every pair in a
+    group, averaged over pairs and groups (chapter 06). 0 means every sample of a caption is the same
+    image; real images that share the caption's attributes give the level to compare with."""
+    if groups.dim() < 3 or groups.shape[1] < 2:
+        raise ValueError(f"Expected groups [G, k, ...] with k >= 2 images each, got {list(groups.shape)}.")
+    flat = groups.detach().float().flatten(2)
+    distances = torch.cdist(flat, flat) / flat.shape[-1] ** 0.5  # [G, k, k], RMS difference per pixel value
+    k = flat.shape[1]
+    return float(distances.sum((1, 2)).mean() / (k * (k - 1)))

@@ -149,6 +149,28 @@ def attribute_accuracy(reader: SceneReader, images: Tensor, targets: Tensor, bat
     return result
 
 
+def summary_line(accuracy: dict[str, float]) -> str:
+    """One line to check a text-to-image run by: ``text -> image (reader): colour 0.xx, shape 0.xx,
+    position 0.xx, all three 0.xx`` from :func:`attribute_accuracy` (chapters 06 and 07)."""
+    return "text -> image (reader): " + ", ".join(f"{name} {accuracy[name]:.2f}" for name in (*ATTRIBUTES, "all three"))
+
+
+def same_attribute_groups(images: Tensor, targets: Tensor, k: int = 4, seed: int = 0) -> Tensor:
+    """Groups of ``k`` real images whose main object has the same colour, shape and position, as one
+    caption would ask for: ``[G, k, C, H, W]``, one group per attribute triple with at least ``k``
+    images (the first ``k`` of a seeded shuffle), for comparing with k samples of one caption (chapter 06)."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    members: dict[tuple[int, ...], list[int]] = {}
+    for i in order.tolist():
+        key = tuple(targets[i].tolist())
+        if UNKNOWN not in key:
+            members.setdefault(key, []).append(i)
+    groups = [torch.tensor(index[:k]) for index in members.values() if len(index) >= k]
+    if not groups:
+        raise ValueError(f"No colour-shape-position triple has {k} images here; use a smaller k or more images.")
+    return images[torch.stack(groups)]
+
+
 def chance_accuracy(targets: Tensor) -> dict[str, float]:
     """What guessing the most frequent value of each attribute scores on ``targets`` (chapter 06)."""
     result = {}
@@ -174,8 +196,9 @@ class AttributeCurve:
     @torch.no_grad()
     def __call__(self, epoch: int, model: nn.Module) -> None:
         device = next(model.parameters()).device
-        z = torch.randn(len(self.conditions), model.latent_dim, generator=torch.Generator().manual_seed(self.seed))
-        images = model.decode(z.to(device), self.conditions.to(device))
+        noise = torch.randn(len(self.conditions), model.latent_dim, generator=torch.Generator().manual_seed(self.seed))
+        conditions = self.conditions.to(device)
+        images = model.decode(model.sample_latent(conditions, noise=noise.to(device)), conditions)
         self.rows.append({"epoch": epoch, **attribute_accuracy(self.reader, images.float(), self.targets)})
 
     def state_dict(self) -> dict[str, list[dict[str, float]]]:

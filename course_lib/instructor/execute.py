@@ -406,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     os.environ["COURSE_PROGRESS"] = "0"  # progress bars would only clutter the rendered pages
+    os.environ["COURSE_WIDGETS"] = "0"  # nobody can type into a rendered page: static figures instead
     if args.checkpoints is not None:
         args.checkpoints.mkdir(parents=True, exist_ok=True)
         os.environ["COURSE_CHECKPOINT_DIR"] = str(args.checkpoints.resolve())  # the kernels inherit it

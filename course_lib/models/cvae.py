@@ -6,9 +6,14 @@ class index [B] (turned into a one-hot vector), a one-hot vector [B, K], or any 
 [B, K] (the text chapters pass BERT/CLIP embeddings). Two ways to inject it (report 003):
 
 - ``"concat"``: concatenate c to the encoder's features and to z;
-- ``"add"``: map c with a linear layer to the size of the features (of z) and add it.
+- ``"add"``: map c with a linear layer to the size of the features (of z) and add it;
+- ``"film"`` (chapter 06): concatenate c to the encoder's features, and give it to a decoder that
+  reads it at every stage (:class:`~course_lib.models.film.FiLMDecoder`).
 
-Imports only torch and course_lib.models (blocks, vae).
+A CVAE may also learn its prior, p(z | c) (:class:`~course_lib.models.priors.ConditionalPrior`,
+chapter 06); without one the prior is N(0, I).
+
+Imports only torch and course_lib.models (blocks, film, priors, vae).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder, check_size
+from course_lib.models.film import FiLMDecoder
+from course_lib.models.priors import ConditionalPrior
 from course_lib.models.vae import VAE, VAEOutput
 
-MODES = ("concat", "add")
+MODES = ("concat", "add", "film")
 
 
 def conditioning(model: nn.Module, condition: Tensor | None) -> tuple[Tensor, ...]:
@@ -57,7 +64,8 @@ def mlp_head(in_features: int, out_features: int, hidden: Sequence[int] = ()) ->
 
 
 class CVAE(VAE):
-    """A VAE whose encoder and decoder are conditioned on c, by concatenation or addition (chapter 04)."""
+    """A VAE whose encoder and decoder are conditioned on c, by concatenation or addition (chapter 04),
+    or through FiLM at every decoder stage; with ``prior`` its prior p(z | c) is learned (chapter 06)."""
 
     conditional = True
 
@@ -69,14 +77,15 @@ class CVAE(VAE):
         condition_dim: int,
         mode: str = "concat",
         head_hidden: Sequence[int] = (),
+        prior: ConditionalPrior | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"Unknown conditioning mode {mode!r}; choose one of {MODES}.")
         condition_dim = check_size("condition_dim", condition_dim)
         latent_dim = check_size("latent_dim", latent_dim)
-        features = encoder.out_features + (condition_dim if mode == "concat" else 0)
+        features = encoder.out_features + (condition_dim if mode in ("concat", "film") else 0)
         super().__init__(encoder, decoder, latent_dim, mlp_head(features, 2 * latent_dim, head_hidden))
-        self.condition_dim, self.mode = condition_dim, mode
+        self.condition_dim, self.mode, self.prior = condition_dim, mode, prior
         if mode == "add":
             self.condition_to_features = nn.Linear(condition_dim, encoder.out_features, bias=False)
             self.condition_to_latent = nn.Linear(condition_dim, latent_dim, bias=False)
@@ -103,16 +112,43 @@ class CVAE(VAE):
     def encode(self, x: Tensor, condition: Tensor) -> tuple[Tensor, Tensor]:
         c = self.as_condition(condition, len(x))
         features = self.encoder(x)
-        if self.mode == "concat":
-            features = torch.cat([features, c], dim=1)
-        else:
+        if self.mode == "add":
             features = features + self.condition_to_features(c)
+        else:
+            features = torch.cat([features, c], dim=1)
         mu, logvar = self.to_posterior(features).chunk(2, dim=1)
         return mu, logvar
 
     def decoder_logits(self, z: Tensor, condition: Tensor) -> Tensor:
         c = self.as_condition(condition, len(z))
+        if self.mode == "film":
+            return self.decoder(z, c)
         return self.decoder(torch.cat([z, c], dim=1) if self.mode == "concat" else z + self.condition_to_latent(c))
+
+    def prior_params(self, condition: Tensor) -> tuple[Tensor, Tensor] | None:
+        """``(mu, logvar)`` of the learned prior p(z | c), or ``None`` for N(0, I) (chapter 06)."""
+        return None if self.prior is None else self.prior(self.as_condition(condition))
+
+    def sample_latent(
+        self, condition: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None
+    ) -> Tensor:
+        """One z per condition from the prior: the learned p(z | c), or N(0, I) (chapter 06).
+
+        ``noise`` [B, D], standard normal, fixes the draw: z = mu(c) + sigma(c) * noise (for N(0, I),
+        z = noise), so that one noise vector can be decoded under many captions."""
+        c = self.as_condition(condition)
+        if noise is None:
+            device = generator.device if generator else c.device
+            noise = torch.randn(len(c), self.latent_dim, generator=generator, device=device)
+        if noise.shape != (len(c), self.latent_dim):
+            raise ValueError(
+                f"noise must be [{len(c)}, {self.latent_dim}] (one row per condition), got {list(noise.shape)}."
+            )
+        noise = noise.to(c.device)
+        if self.prior is None:
+            return noise
+        mu, logvar = self.prior(c)
+        return mu + torch.exp(0.5 * logvar) * noise
 
     def decode(self, z: Tensor, condition: Tensor) -> Tensor:
         """Latent codes and conditions -> images in [0, 1]."""
@@ -128,12 +164,8 @@ class CVAE(VAE):
 
     @torch.no_grad()
     def sample(self, condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One image per condition, decoding z ~ N(0, I): ``sample(torch.tensor([3, 3, 7]))``."""
-        device = next(self.parameters()).device
-        z = torch.randn(
-            len(condition), self.latent_dim, generator=generator, device=generator.device if generator else device
-        )
-        return self.decode(z.to(device), condition)
+        """One image per condition, decoding z drawn from the prior: ``sample(torch.tensor([3, 3, 7]))``."""
+        return self.decode(self.sample_latent(condition, generator), condition)
 
 
 def mlp_cvae(
@@ -159,6 +191,8 @@ def conv_cvae(
     (chapters 04 and 06)."""
     check_size("latent_dim", latent_dim)
     check_size("condition_dim", condition_dim)
+    if mode == "film":
+        raise ValueError("conv_cvae builds the seeds' decoder (concat or add); text_cvae(mode='film') builds FiLM's.")
     decoder_in = latent_dim + (condition_dim if mode == "concat" else 0)
     return CVAE(
         ConvEncoder(image_shape, channels),
@@ -167,3 +201,23 @@ def conv_cvae(
         condition_dim,
         mode,
     )
+
+
+def text_cvae(
+    image_shape: ImageShape = (3, 32, 32),
+    condition_dim: int = 384,
+    latent_dim: int = 64,
+    channels: Sequence[int] = (32, 64),
+    mode: str = "film",
+    learned_prior: bool = True,
+) -> CVAE:
+    """The text-to-image CVAE of chapter 06: a conv encoder, a decoder that reads the caption at every stage
+    (``mode="film"``; ``"concat"`` and ``"add"`` give the seeds' :class:`ConvDecoder`), and a learned
+    prior p(z | c) (``learned_prior=False``: N(0, I), as the seeds)."""
+    latent_dim, condition_dim = check_size("latent_dim", latent_dim), check_size("condition_dim", condition_dim)
+    if mode == "film":
+        decoder: nn.Module = FiLMDecoder(image_shape, latent_dim, condition_dim, channels)
+    else:
+        decoder = ConvDecoder(image_shape, latent_dim + (condition_dim if mode == "concat" else 0), channels)
+    prior = ConditionalPrior(condition_dim, latent_dim) if learned_prior else None
+    return CVAE(ConvEncoder(image_shape, channels), decoder, latent_dim, condition_dim, mode, prior=prior)

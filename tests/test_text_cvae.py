@@ -1,0 +1,197 @@
+"""Chapter 06's text CVAE: a FiLM decoder that reads the caption at every stage and a learned prior p(z | c)."""
+
+import pytest
+import torch
+
+from course_lib.core.losses import ELBO, HybridELBO, kl_per_dim, prior_params
+from course_lib.core.train import Snapshots, fit
+from course_lib.data.images import TensorLoader
+from course_lib.models.cvae import conv_cvae, text_cvae
+from course_lib.models.film import FiLM, FiLMDecoder
+from course_lib.models.priors import ConditionalPrior
+
+
+@pytest.mark.parametrize(
+    "shape, channels", [((3, 32, 32), (32, 64)), ((3, 64, 64), (16, 32, 64)), ((1, 28, 28), (8, 16))]
+)
+def test_film_decoder_draws_the_image_shape(shape, channels):
+    decoder = FiLMDecoder(shape, latent_dim=8, condition_dim=5, channels=channels)
+    assert decoder(torch.randn(2, 8), torch.randn(2, 5)).shape == (2, *shape)
+
+
+def test_film_starts_as_the_identity_and_then_reads_the_condition():
+    film = FiLM(condition_dim=4, channels=3)
+    h = torch.randn(2, 3, 5, 5)
+    assert torch.equal(film(h, torch.randn(2, 4)), h)
+    torch.nn.init.normal_(film.to_scale_shift.weight)
+    c = torch.randn(2, 4)
+    assert not torch.allclose(film(h, c), film(h, -c))
+
+
+def test_every_decoder_stage_reads_the_condition():
+    torch.manual_seed(0)
+    decoder = FiLMDecoder((3, 32, 32), latent_dim=8, condition_dim=5)
+    decoder(torch.randn(4, 8), torch.randn(4, 5)).square().mean().backward()
+    for film in decoder.film:  # zero-initialised, yet each gets a gradient from the condition
+        assert film.to_scale_shift.weight.grad.abs().sum() > 0
+
+
+def test_an_untrained_prior_is_the_standard_normal():
+    prior = ConditionalPrior(condition_dim=5, latent_dim=8)
+    mu, logvar = prior(torch.randn(3, 5))
+    assert torch.equal(mu, torch.zeros(3, 8)) and torch.equal(logvar, torch.zeros(3, 8))
+
+
+@pytest.mark.parametrize("mode", ["film", "concat", "add"])
+@pytest.mark.parametrize("learned_prior", [True, False])
+def test_text_cvae_shapes_in_every_mode(mode, learned_prior):
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8, mode=mode, learned_prior=learned_prior)
+    x, c = torch.rand(4, 3, 32, 32), torch.randn(4, 6)
+    logits, mu, logvar, z = model(x, c)
+    assert logits.shape == x.shape and mu.shape == z.shape == (4, 8)
+    samples = model.sample(c)
+    assert samples.shape == x.shape and 0 <= float(samples.min()) and float(samples.max()) <= 1
+
+
+def test_the_elbo_charges_the_kl_to_the_learned_prior():
+    torch.manual_seed(0)
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    torch.nn.init.normal_(model.prior.net[-1].weight)  # a prior that is not N(0, I)
+    x, c = torch.rand(4, 3, 32, 32), torch.randn(4, 6)
+    mu, logvar = model.encode(x, c)
+    to_prior = kl_per_dim(mu, logvar, *model.prior(c)).sum(1).mean()
+    to_standard = kl_per_dim(mu, logvar).sum(1).mean()
+    assert not torch.isclose(to_prior, to_standard)
+    torch.manual_seed(1)
+    terms = ELBO(likelihood="gaussian", sigma=0.1)(model, x, c)
+    assert torch.isclose(terms["kl"], to_prior)
+    assert prior_params(conv_cvae((3, 32, 32), 6, 8), c) == ()
+
+
+def test_samples_come_from_the_prior_of_their_caption():
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    with torch.no_grad():
+        model.prior.net[-1].bias[:8] = 5.0  # every caption's prior mean is 5, its spread 1
+    with torch.no_grad():
+        z = model.sample_latent(torch.randn(2000, 6), torch.Generator().manual_seed(0))
+    assert abs(float(z.mean()) - 5) < 0.05 and abs(float(z.std()) - 1) < 0.05
+    noise = torch.randn(3, 8)
+    assert torch.allclose(model.sample_latent(torch.randn(3, 6), noise=noise), noise + 5)
+    with pytest.raises(ValueError, match=r"noise must be \[3, 8\]"):
+        model.sample_latent(torch.randn(3, 6), noise=torch.randn(2, 8))
+
+
+def test_hybrid_elbo_draws_its_prior_term_from_the_learned_prior():
+    torch.manual_seed(0)
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    terms = HybridELBO(alpha=0.5, likelihood="gaussian", sigma=0.1)(model, torch.rand(4, 3, 32, 32), torch.randn(4, 6))
+    terms["loss"].backward()
+    assert model.prior.net[-1].weight.grad.abs().sum() > 0
+
+
+def test_fit_trains_a_text_cvae_and_its_snapshots_map_noise_through_the_prior():
+    torch.manual_seed(0)
+    images, captions = torch.rand(32, 3, 32, 32), torch.randn(32, 6)
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    frames = Snapshots.samples(torch.randn(4, 8), captions[:4], nrow=4)
+    history = fit(
+        model, TensorLoader(images, captions, 16), ELBO(likelihood="gaussian"), 2, callbacks=[frames], verbose=False
+    )
+    assert len(history) == 2 and len(frames.frames) == 2
+    assert model.prior.net[-1].weight.abs().sum() > 0  # the prior learned
+
+
+def test_conv_cvae_points_film_to_text_cvae():
+    with pytest.raises(ValueError, match="text_cvae"):
+        conv_cvae(mode="film")
+
+
+# ---------------------------------------------------------------- measuring and showing text -> image
+def test_summary_line_names_every_attribute_with_two_decimals():
+    from course_lib.evaluation.scene_reader import summary_line
+
+    line = summary_line({"colour": 0.8512, "shape": 0.7, "position": 0.9, "all three": 0.5049})
+    assert line == "text -> image (reader): colour 0.85, shape 0.70, position 0.90, all three 0.50"
+
+
+def test_mean_pairwise_distance_is_zero_for_copies_and_the_rms_difference_otherwise():
+    from course_lib.evaluation.metrics import mean_pairwise_distance
+
+    same = torch.rand(5, 1, 3, 8, 8).expand(5, 4, 3, 8, 8)
+    assert mean_pairwise_distance(same) == pytest.approx(0, abs=1e-6)
+    black_white = torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8)])[None]  # one group of two
+    assert mean_pairwise_distance(black_white) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="k >= 2"):
+        mean_pairwise_distance(torch.rand(5, 1, 3, 8, 8))
+
+
+def test_same_attribute_groups_gather_real_images_one_caption_would_ask_for():
+    from course_lib.evaluation.scene_reader import same_attribute_groups
+
+    images = torch.arange(10.0).view(10, 1, 1, 1)
+    targets = torch.tensor([[0, 0, 0]] * 4 + [[1, 1, 1]] * 3 + [[-1, 0, 0]] * 3)
+    groups = same_attribute_groups(images, targets, k=3)
+    assert groups.shape == (2, 3, 1, 1, 1)
+    keys = {tuple(targets[int(i)].tolist()) for i in groups.flatten()}
+    assert keys == {(0, 0, 0), (1, 1, 1)}  # unknown attributes never grouped
+    for group in groups:
+        assert len({tuple(targets[int(i)].tolist()) for i in group.flatten()}) == 1
+    with pytest.raises(ValueError, match="smaller k"):
+        same_attribute_groups(images, targets, k=5)
+
+
+def test_unseen_words_are_named_with_the_words_the_scenes_use():
+    from course_lib.data.scenes import unseen_words, unseen_words_message
+
+    assert unseen_words("A large red heart in the centre.") == []
+    assert unseen_words_message("A large red heart in the centre.") is None
+    assert unseen_words("A brown Hexagon at the top.") == ["hexagon", "brown"]
+    message = unseen_words_message("A hexagon at the top.")
+    assert "'hexagon'" in message and "heart" in message and "purple" in message
+
+
+def test_wrapped_title_breaks_at_spaces():
+    from course_lib.plotting import wrapped_title
+
+    title = wrapped_title("A large green circle in the bottom right corner.", 20)
+    assert all(len(line) <= 20 for line in title.splitlines())
+    assert title.replace("\n", " ") == "A large green circle in the bottom right corner."
+
+
+def test_caption_box_headless_shows_the_default_captions_samples(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_lib.plotting import caption_box
+
+    monkeypatch.setenv("COURSE_WIDGETS", "0")
+    asked = []
+    caption_box(lambda caption: asked.append(caption) or torch.rand(4, 3, 8, 8), "A red heart.")
+    assert asked == ["A red heart."]
+
+
+def test_caption_box_in_a_notebook_draws_the_default_and_redraws_on_click(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import ipywidgets
+
+    from course_lib.plotting import caption_box
+
+    monkeypatch.setenv("COURSE_WIDGETS", "1")
+    shown, asked = [], []
+    monkeypatch.setattr("IPython.display.display", lambda widget: shown.append(widget))
+
+    def draw(caption):
+        asked.append(caption)
+        if not caption.strip():
+            raise ValueError("empty caption")
+        return torch.rand(4, 3, 8, 8)
+
+    caption_box(draw, "A red heart.")
+    (box,) = shown
+    assert isinstance(box, ipywidgets.VBox) and asked == ["A red heart."]
+    text, button = box.children[0].children
+    text.value = ""  # a bad caption: the message is printed, no exception escapes
+    button.click()
+    assert asked == ["A red heart.", "", ""]
