@@ -195,3 +195,41 @@ def test_caption_box_in_a_notebook_draws_the_default_and_redraws_on_click(monkey
     text.value = ""  # a bad caption: the message is printed, no exception escapes
     button.click()
     assert asked == ["A red heart.", "", ""]
+
+
+# ---------------------------------------------------------------- ex-post: a mixture density network p(z | c)
+def test_mixture_density_network_fits_a_code_that_depends_on_the_condition():
+    from course_lib.core.losses import MixtureNLL
+    from course_lib.models.priors import MixtureDensityNetwork
+
+    torch.manual_seed(0)
+    conditions = torch.nn.functional.one_hot(torch.arange(600) % 3, 3).float()  # three "captions"
+    side = torch.where(torch.rand(600) < 0.5, -3.0, 3.0)  # each caption leaves one thing open: two modes
+    codes = torch.stack([conditions.argmax(1).float() * 4, side], 1) + 0.1 * torch.randn(600, 2)
+    torch.manual_seed(0)
+    mdn = MixtureDensityNetwork(condition_dim=3, latent_dim=2, components=4, hidden=64)
+    optimizer = torch.optim.Adam(mdn.parameters(), lr=1e-2)
+    for step in range(1200):  # a plain loop: fit's per-epoch bookkeeping costs more than this tiny model
+        batch = torch.randint(600, (100,))
+        loss = MixtureNLL()(mdn, conditions[batch], codes[batch])["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    drawn = mdn.sample(conditions, torch.Generator().manual_seed(1))
+    assert ((drawn[:, 0] - codes[:, 0]).abs() < 0.6).float().mean() > 0.95  # what the caption says
+    assert ((drawn[:, 1].abs() - 3).abs() < 0.6).float().mean() > 0.9  # on a mode, not between them
+    assert 0.3 < (drawn[:, 1] > 0).float().mean() < 0.7  # both modes drawn
+    assert mdn.log_prob(conditions, codes).mean() > mdn.log_prob(conditions, codes.flip(0)).mean()
+
+
+def test_mixture_density_network_explains_bad_input():
+    from course_lib.core.losses import MixtureNLL
+    from course_lib.models.priors import MixtureDensityNetwork
+
+    mdn = MixtureDensityNetwork(condition_dim=3, latent_dim=2)
+    with pytest.raises(ValueError, match=r"\[B, 3\]"):
+        mdn.sample(torch.randn(4, 5))
+    with pytest.raises(ValueError, match="needs the codes"):
+        MixtureNLL()(mdn, torch.randn(4, 3), None)
+    history = fit(mdn, TensorLoader(torch.randn(32, 3), torch.randn(32, 2), 16), MixtureNLL(), 1, verbose=False)
+    assert "train_nll" in history

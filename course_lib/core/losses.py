@@ -177,6 +177,18 @@ def prior_params(model: nn.Module, condition: Tensor | None) -> tuple[Tensor, ..
     return () if params is None else params
 
 
+@dataclass
+class MixtureNLL:
+    """-log p(z | c) of a :class:`~course_lib.models.priors.MixtureDensityNetwork`, mean over the batch,
+    for :func:`~course_lib.core.train.fit` on batches ``(conditions, codes)`` (chapter 06)."""
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        if y is None:
+            raise ValueError("MixtureNLL needs the codes: batches of (conditions, posterior means).")
+        nll = -model.log_prob(x, y.float()).mean()
+        return {"loss": nll, "nll": nll}
+
+
 TARGETS = ("mean", "kl")
 
 

@@ -10,11 +10,17 @@ log-variance of a Gaussian p(z | c), trained with the rest through the ELBO's KL
 KL(q(z | x, c) || p(z | c)). The KL now charges z only for what the caption does not already say,
 and at sampling time z is drawn where the codes of images with that caption lie.
 
+The second way, chapter 04's ex-post density estimation carried over to captions: train the VAE,
+then fit a density of its codes given the caption, here a mixture density network.
+
 Imports only torch.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor, nn
 
 
@@ -33,3 +39,52 @@ class ConditionalPrior(nn.Module):
     def forward(self, condition: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = self.net(condition).chunk(2, dim=1)
         return mu, logvar
+
+
+class MixtureDensityNetwork(nn.Module):
+    """``c [B, K]`` -> a mixture of ``components`` diagonal Gaussians over z (Bishop, 1994; chapter 06).
+
+    Chapter 04 drew z from a density fitted to the training codes of each class (ex-post density
+    estimation). A caption is not one of ten classes, so the density here is a network: an MLP maps the
+    caption vector to the weights, means and log-variances of a Gaussian mixture, fitted after the VAE
+    by maximum likelihood on pairs (caption, posterior mean of its image) (:class:`MixtureNLL`). A
+    mixture can put one component on each place or shape a caption leaves open, where one Gaussian
+    would put its mass between them.
+    """
+
+    def __init__(self, condition_dim: int, latent_dim: int, components: int = 8, hidden: int = 512) -> None:
+        super().__init__()
+        self.condition_dim, self.latent_dim, self.components = condition_dim, latent_dim, components
+        self.net = nn.Sequential(
+            nn.Linear(condition_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, components * (1 + 2 * latent_dim)),
+        )
+
+    def forward(self, condition: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(log_weights [B, M], means [B, M, D], logvars [B, M, D])`` of the mixture for each condition."""
+        if condition.dim() != 2 or condition.shape[1] != self.condition_dim:
+            raise ValueError(f"Expected conditions [B, {self.condition_dim}], got {list(condition.shape)}.")
+        out = self.net(condition)
+        log_weights = torch.log_softmax(out[:, : self.components], dim=1)
+        means, logvars = out[:, self.components :].unflatten(1, (self.components, 2 * self.latent_dim)).chunk(2, -1)
+        return log_weights, means, logvars.clamp(-10, 5)  # a component may not shrink to a point
+
+    def log_prob(self, condition: Tensor, z: Tensor) -> Tensor:
+        """log p(z | c) of each row, ``[B]``: the log-sum-exp over components of weight times density."""
+        log_weights, means, logvars = self(condition)
+        per_component = -0.5 * (((z.unsqueeze(1) - means) ** 2) / logvars.exp() + logvars + math.log(2 * math.pi))
+        return torch.logsumexp(log_weights + per_component.sum(-1), dim=1)
+
+    @torch.no_grad()
+    def sample(self, condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One z per condition: pick a component by its weight, then its mean + its spread times noise."""
+        log_weights, means, logvars = self(condition)
+        device = generator.device if generator else condition.device
+        component = torch.multinomial(log_weights.exp().to(device), 1, generator=generator).squeeze(1)
+        rows = torch.arange(len(condition), device=device)
+        noise = torch.randn(means.shape[0], means.shape[2], generator=generator, device=device)
+        mean, logvar = means.to(device)[rows, component], logvars.to(device)[rows, component]
+        return (mean + torch.exp(0.5 * logvar) * noise).to(condition.device)
