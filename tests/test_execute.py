@@ -301,3 +301,26 @@ def test_the_runner_refuses_a_wrong_parameter_before_running_anything(tmp_path, 
     assert main([str(chapter), "--root", str(tmp_path), "--out", str(tmp_path / "out"), "-p", "latent_dim", "ten"]) == 2
     assert "latent_dim takes a whole number" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_runner_runs_chapters_headless_without_progress_bars_or_widgets(tmp_path):
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    record = tmp_path / "environment.txt"
+    nb.cells = [
+        nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import os, pathlib\n"
+            f"pathlib.Path({str(record)!r}).write_text("
+            "os.environ.get('COURSE_PROGRESS', '') + os.environ.get('COURSE_WIDGETS', ''))"
+        ),
+    ]
+    root = tmp_path / "repo"
+    root.mkdir()
+    make_book_root(root, {"title": "t"})
+    chapter = root / "chapters" / "09_headless.ipynb"
+    nbformat.write(nb, chapter)
+    out = tmp_path / "out"
+    assert main([str(chapter), "--root", str(root), "--out", str(out), "--reference-steps", "0"]) == 0
+    assert record.read_text() == "00"  # the kernel saw both switches off
