@@ -173,7 +173,7 @@ def report000_elbo(image_shape: Sequence[int], kl_weight: float = 1.0) -> ELBO:
 def prior_params(model: nn.Module, condition: Tensor | None) -> tuple[Tensor, ...]:
     """``(mu, logvar)`` of the model's learned prior p(z | c) for :func:`kl_per_dim`, or ``()`` for
     N(0, I) (chapter 06)."""
-    params = model.prior_params(condition) if getattr(model, "prior", None) is not None else None
+    params = model.prior_params(condition) if hasattr(model, "prior_params") else None
     return () if params is None else params
 
 

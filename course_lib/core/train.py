@@ -219,7 +219,7 @@ class Snapshots:
 
         def draw(model: nn.Module) -> Tensor:
             codes = z.to(next(model.parameters()).device)
-            if getattr(model, "prior", None) is not None:
+            if hasattr(model, "sample_latent"):  # a CVAE: its prior maps the noise (N(0, I): unchanged)
                 codes = model.sample_latent(labels, noise=codes)
             return model.decode(codes, *conditioning(model, labels))
 

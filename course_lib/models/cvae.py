@@ -214,10 +214,11 @@ def text_cvae(
     """The text-to-image CVAE of chapter 06: a conv encoder, a decoder that reads the caption at every stage
     (``mode="film"``; ``"concat"`` and ``"add"`` give the seeds' :class:`ConvDecoder`), and a learned
     prior p(z | c) (``learned_prior=False``: N(0, I), as the seeds)."""
-    latent_dim, condition_dim = check_size("latent_dim", latent_dim), check_size("condition_dim", condition_dim)
-    if mode == "film":
-        decoder: nn.Module = FiLMDecoder(image_shape, latent_dim, condition_dim, channels)
+    if mode != "film":
+        model = conv_cvae(image_shape, condition_dim, latent_dim, channels, mode)
     else:
-        decoder = ConvDecoder(image_shape, latent_dim + (condition_dim if mode == "concat" else 0), channels)
-    prior = ConditionalPrior(condition_dim, latent_dim) if learned_prior else None
-    return CVAE(ConvEncoder(image_shape, channels), decoder, latent_dim, condition_dim, mode, prior=prior)
+        latent_dim, condition_dim = check_size("latent_dim", latent_dim), check_size("condition_dim", condition_dim)
+        decoder = FiLMDecoder(image_shape, latent_dim, condition_dim, channels)
+        model = CVAE(ConvEncoder(image_shape, channels), decoder, latent_dim, condition_dim, mode)
+    model.prior = ConditionalPrior(model.condition_dim, model.latent_dim) if learned_prior else None
+    return model
