@@ -88,6 +88,16 @@ def test_loss_ignores_unknown_targets():
     assert torch.isfinite(full["loss"]) and torch.allclose(partial["loss"], expected, atol=1e-6)
 
 
+def test_reader_reads_images_of_half_its_size_as_the_same_images_with_pixels_repeated():
+    torch.manual_seed(0)
+    reader = SceneReader(image_size=16).eval()
+    small = torch.rand(3, 3, 8, 8)
+    enlarged = small.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    assert torch.equal(reader.features(small), reader.features(enlarged))
+    with pytest.raises(ValueError, match=r"\[B, 3, 16, 16\]"):
+        reader.features(torch.rand(3, 3, 12, 12))  # 12 does not divide 16: no silent resampling
+
+
 def test_reader_is_trained_once_then_loaded_and_a_corrupt_cache_is_a_clear_error(capsys):
     folder = coco.synthetic_scenes(48, size=16, image_size=(64, 48), workers=1)
     train, test = coco.load_prepared(folder, "train", 16), coco.load_prepared(folder, "test", 16)

@@ -1,4 +1,5 @@
-"""Chapter 06's text CVAE: a FiLM decoder that reads the caption at every stage and a learned prior p(z | c)."""
+"""Chapter 06's text CVAE: a FiLM decoder that reads the caption at every stage, a learned prior p(z | c), and a
+mixture density of the codes given the caption, fitted after training."""
 
 import pytest
 import torch
@@ -55,7 +56,7 @@ def test_text_cvae_shapes_in_every_mode(mode, learned_prior):
 
 def test_the_elbo_charges_the_kl_to_the_learned_prior():
     torch.manual_seed(0)
-    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8, learned_prior=True)
     torch.nn.init.normal_(model.prior.net[-1].weight)  # a prior that is not N(0, I)
     x, c = torch.rand(4, 3, 32, 32), torch.randn(4, 6)
     mu, logvar = model.encode(x, c)
@@ -69,7 +70,7 @@ def test_the_elbo_charges_the_kl_to_the_learned_prior():
 
 
 def test_samples_come_from_the_prior_of_their_caption():
-    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8, learned_prior=True)
     with torch.no_grad():
         model.prior.net[-1].bias[:8] = 5.0  # every caption's prior mean is 5, its spread 1
     with torch.no_grad():
@@ -83,7 +84,7 @@ def test_samples_come_from_the_prior_of_their_caption():
 
 def test_hybrid_elbo_draws_its_prior_term_from_the_learned_prior():
     torch.manual_seed(0)
-    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8, learned_prior=True)
     terms = HybridELBO(alpha=0.5, likelihood="gaussian", sigma=0.1)(model, torch.rand(4, 3, 32, 32), torch.randn(4, 6))
     terms["loss"].backward()
     assert model.prior.net[-1].weight.grad.abs().sum() > 0
@@ -92,7 +93,7 @@ def test_hybrid_elbo_draws_its_prior_term_from_the_learned_prior():
 def test_fit_trains_a_text_cvae_and_its_snapshots_map_noise_through_the_prior():
     torch.manual_seed(0)
     images, captions = torch.rand(32, 3, 32, 32), torch.randn(32, 6)
-    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8, learned_prior=True)
     frames = Snapshots.samples(torch.randn(4, 8), captions[:4], nrow=4)
     history = fit(
         model, TensorLoader(images, captions, 16), ELBO(likelihood="gaussian"), 2, callbacks=[frames], verbose=False
@@ -233,3 +234,27 @@ def test_mixture_density_network_explains_bad_input():
         MixtureNLL()(mdn, torch.randn(4, 3), None)
     history = fit(mdn, TensorLoader(torch.randn(32, 3), torch.randn(32, 2), 16), MixtureNLL(), 1, verbose=False)
     assert "train_nll" in history
+
+
+def test_samples_draw_z_from_the_fitted_density_once_there_is_one():
+    from course_lib.models.priors import MixtureDensityNetwork
+
+    torch.manual_seed(0)
+    model = text_cvae((3, 32, 32), condition_dim=6, latent_dim=8)
+    assert model.prior is None  # the default: N(0, I) in the ELBO, as the seeds
+    density = MixtureDensityNetwork(6, 8, components=3, hidden=16)
+    with torch.no_grad():
+        density.net[-1].bias[3:] = 0.0
+        density.net[-1].bias[3 : 3 + 8] = 4.0  # component 0's mean is 4 (the others 0), every spread 1
+        density.net[-1].bias[:3] = torch.tensor([12.0, 0.0, 0.0])  # and it carries almost all the weight
+        density.net[-1].weight.zero_()
+    c = torch.randn(1000, 6)
+    assert abs(float(model.sample_latent(c, torch.Generator().manual_seed(0)).mean())) < 0.1
+    model.density = density
+    z = model.sample_latent(c, torch.Generator().manual_seed(0))
+    assert abs(float(z.mean()) - 4) < 0.1 and abs(float(z.std()) - 1) < 0.1
+    noise = torch.randn(1000, 8)  # fixed noise takes the most probable component, for every row
+    assert torch.allclose(model.sample_latent(c, noise=noise), noise + 4)
+    assert model.sample(c[:2]).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"noise must be \[3, 8\]"):
+        model.sample_latent(c[:3], noise=torch.randn(2, 8))

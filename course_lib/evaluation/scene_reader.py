@@ -94,6 +94,17 @@ class SceneReader(nn.Module):
         self.description = "untrained SceneReader"
 
     def features(self, x: Tensor) -> Tensor:
+        """The 128-d features of images at the reader's size, or at a size that divides it: those are
+        enlarged first by repeating pixels (chapter 06's cpu models draw at 32x32 for a reader of 64x64)."""
+        size = self.image_shape[-1]
+        if (
+            x.dim() == 4
+            and len(x)
+            and x.shape[1] == 3
+            and x.shape[-2] == x.shape[-1] < size
+            and size % x.shape[-1] == 0
+        ):
+            x = F.interpolate(x, scale_factor=size // x.shape[-1], mode="nearest")
         check_images(x, self.image_shape)
         return self.body(x)
 

@@ -11,7 +11,9 @@ class index [B] (turned into a one-hot vector), a one-hot vector [B, K], or any 
   reads it at every stage (:class:`~course_lib.models.film.FiLMDecoder`).
 
 A CVAE may also learn its prior, p(z | c) (:class:`~course_lib.models.priors.ConditionalPrior`,
-chapter 06); without one the prior is N(0, I).
+chapter 06); without one the prior is N(0, I). After training, ``density`` may hold a density of the
+codes fitted ex post (:class:`~course_lib.models.priors.MixtureDensityNetwork`, chapter 06): samples
+then draw z from it, while the ELBO keeps its prior.
 
 Imports only torch and course_lib.models (blocks, film, priors, vae).
 """
@@ -26,7 +28,7 @@ from torch import Tensor, nn
 
 from course_lib.models.blocks import ConvDecoder, ConvEncoder, ImageShape, MLPDecoder, MLPEncoder, check_size
 from course_lib.models.film import FiLMDecoder
-from course_lib.models.priors import ConditionalPrior
+from course_lib.models.priors import ConditionalPrior, MixtureDensityNetwork
 from course_lib.models.vae import VAE, VAEOutput
 
 MODES = ("concat", "add", "film")
@@ -86,6 +88,7 @@ class CVAE(VAE):
         features = encoder.out_features + (condition_dim if mode in ("concat", "film") else 0)
         super().__init__(encoder, decoder, latent_dim, mlp_head(features, 2 * latent_dim, head_hidden))
         self.condition_dim, self.mode, self.prior = condition_dim, mode, prior
+        self.density: MixtureDensityNetwork | None = None  # fitted after training: where samples draw z
         if mode == "add":
             self.condition_to_features = nn.Linear(condition_dim, encoder.out_features, bias=False)
             self.condition_to_latent = nn.Linear(condition_dim, latent_dim, bias=False)
@@ -132,18 +135,22 @@ class CVAE(VAE):
     def sample_latent(
         self, condition: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None
     ) -> Tensor:
-        """One z per condition from the prior: the learned p(z | c), or N(0, I) (chapter 06).
+        """One z per condition: from the fitted ``density`` if there is one, else from the prior, the
+        learned p(z | c) or N(0, I) (chapter 06).
 
         ``noise`` [B, D], standard normal, fixes the draw: z = mu(c) + sigma(c) * noise (for N(0, I),
-        z = noise), so that one noise vector can be decoded under many captions."""
+        z = noise; for a mixture, its most probable component), so that one noise vector can be decoded
+        under many captions."""
         c = self.as_condition(condition)
-        if noise is None:
-            device = generator.device if generator else c.device
-            noise = torch.randn(len(c), self.latent_dim, generator=generator, device=device)
-        if noise.shape != (len(c), self.latent_dim):
+        if noise is not None and noise.shape != (len(c), self.latent_dim):
             raise ValueError(
                 f"noise must be [{len(c)}, {self.latent_dim}] (one row per condition), got {list(noise.shape)}."
             )
+        if self.density is not None:
+            return self.density.sample(c, generator, noise)
+        if noise is None:
+            device = generator.device if generator else c.device
+            noise = torch.randn(len(c), self.latent_dim, generator=generator, device=device)
         noise = noise.to(c.device)
         if self.prior is None:
             return noise
@@ -209,11 +216,12 @@ def text_cvae(
     latent_dim: int = 64,
     channels: Sequence[int] = (32, 64),
     mode: str = "film",
-    learned_prior: bool = True,
+    learned_prior: bool = False,
 ) -> CVAE:
     """The text-to-image CVAE of chapter 06: a conv encoder, a decoder that reads the caption at every stage
-    (``mode="film"``; ``"concat"`` and ``"add"`` give the seeds' :class:`ConvDecoder`), and a learned
-    prior p(z | c) (``learned_prior=False``: N(0, I), as the seeds)."""
+    (``mode="film"``; ``"concat"`` and ``"add"`` give the seeds' :class:`ConvDecoder`), and the prior
+    N(0, I), as the seeds (``learned_prior=True``: Sohn et al.'s p(z | c), learned with the model; in
+    chapter 06's study a mixture density fitted afterwards, ``model.density``, draws better samples)."""
     if mode != "film":
         model = conv_cvae(image_shape, condition_dim, latent_dim, channels, mode)
     else:

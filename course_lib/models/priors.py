@@ -79,12 +79,21 @@ class MixtureDensityNetwork(nn.Module):
         return torch.logsumexp(log_weights + per_component.sum(-1), dim=1)
 
     @torch.no_grad()
-    def sample(self, condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """One z per condition: pick a component by its weight, then its mean + its spread times noise."""
+    def sample(
+        self, condition: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None
+    ) -> Tensor:
+        """One z per condition: pick a component by its weight, then its mean + its spread times noise.
+
+        ``noise`` [B, D], standard normal, fixes the draw: each row then takes its most probable
+        component, so one noise vector decoded under several captions shows what the captions change."""
         log_weights, means, logvars = self(condition)
-        device = generator.device if generator else condition.device
-        component = torch.multinomial(log_weights.exp().to(device), 1, generator=generator).squeeze(1)
-        rows = torch.arange(len(condition), device=device)
-        noise = torch.randn(means.shape[0], means.shape[2], generator=generator, device=device)
-        mean, logvar = means.to(device)[rows, component], logvars.to(device)[rows, component]
-        return (mean + torch.exp(0.5 * logvar) * noise).to(condition.device)
+        rows = torch.arange(len(condition), device=condition.device)
+        if noise is None:
+            device = generator.device if generator else condition.device
+            component = torch.multinomial(log_weights.exp().to(device), 1, generator=generator).squeeze(1)
+            noise = torch.randn(means.shape[0], means.shape[2], generator=generator, device=device)
+        else:
+            component = log_weights.argmax(1)
+        component, noise = component.to(condition.device), noise.to(condition.device)
+        mean, logvar = means[rows, component], logvars[rows, component]
+        return mean + torch.exp(0.5 * logvar) * noise
