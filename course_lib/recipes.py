@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from course_lib.core.losses import ELBO, LatentRegression, report000_elbo
+from course_lib.core.losses import ELBO, LatentRegression, MixtureNLL, report000_elbo
 from course_lib.core.profiles import Profile
 from course_lib.core.train import (
     PosteriorCollapseWarning,
@@ -38,24 +38,80 @@ from course_lib.core.train import (
 from course_lib.data.captions import caption_pairs
 from course_lib.data.coco import CaptionData, PreparedCaptions, caption_data, load_prepared
 from course_lib.data.images import SCENES_SMALL, TensorLoader, fashion_mnist_loaders
-from course_lib.models import VAE, TextToLatent, TwoStageVAE, image_vae, mlp_vae
-from course_lib.models.two_stage import REPORT000_CHANNELS, STAGE1_CHANNELS, pack_tokens
+from course_lib.models import VAE, TextToLatent, TwoStageVAE, image_vae, mlp_vae, report000_vae
+from course_lib.models.priors import MixtureDensityNetwork
+from course_lib.models.two_stage import STAGE1_CHANNELS, pack_tokens
 from course_lib.text.encoders import TextEncoder, text_encoder
 from course_lib.text.tokens import cached_token_features
 
-# Chapter 07's sizes per profile: scenes drawn, training images kept, stage 2's epochs and captions per
-# training image (None: all of them), and the text model smoke uses instead of the one asked for.
+# Chapter 07's sizes per profile: scenes drawn, training images kept, stage 1's epochs, stage 2's epochs and
+# captions per training image for the regression (None: all of them; the mixture density always reads all
+# of them), the density's epochs, and the text model smoke uses instead of the one asked for.
 TWO_STAGE_SIZES = {
     "smoke": {
         "n_scenes": SCENES_SMALL,
         "n_train": 500,
+        "stage1_epochs": 1,
         "stage2_epochs": 2,
         "captions_per_image": 1,
+        "density_epochs": 1,
         "text_model": "minilm",
     },
-    "cpu": {"n_scenes": 12_000, "n_train": None, "stage2_epochs": 8, "captions_per_image": 1, "text_model": None},
-    "gpu": {"n_scenes": 12_000, "n_train": None, "stage2_epochs": 30, "captions_per_image": None, "text_model": None},
+    "cpu": {
+        "n_scenes": 12_000,
+        "n_train": None,
+        "stage1_epochs": 20,
+        "stage2_epochs": 8,
+        "captions_per_image": 1,
+        "density_epochs": 3,
+        "text_model": None,
+    },
+    "gpu": {
+        "n_scenes": 12_000,
+        "n_train": None,
+        "stage1_epochs": 40,
+        "stage2_epochs": 30,
+        "captions_per_image": None,
+        "density_epochs": 20,
+        "text_model": None,
+    },
 }
+STAGE1_SIGMA = 0.025  # stage 1's pixel noise: sharp enough that the reconstructions keep the shapes
+
+
+# ---------------------------------------------------------------- chapters 06 and 07
+def caption_density(
+    conditions: Tensor,
+    codes: Tensor,
+    test_conditions: Tensor,
+    test_codes: Tensor,
+    epochs: int,
+    name: str,
+    profile: Profile,
+    lr: float = 1e-3,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    **defines: object,
+) -> tuple[MixtureDensityNetwork, pd.DataFrame]:
+    """A :class:`~course_lib.models.priors.MixtureDensityNetwork` p(z | caption), fitted by maximum
+    likelihood (:class:`~course_lib.core.losses.MixtureNLL`) to pairs (caption vector ``conditions[i]``,
+    latent code of its image ``codes[i]``) and checked on the held-out pairs each epoch: chapter 06's
+    density after the CVAE, chapter 07's stage 2. ``name``, ``lr`` and ``defines`` name the checkpoint
+    (as :func:`~course_lib.core.train.checkpoint_path`). Returns ``(density in eval mode, history)``."""
+    density = MixtureDensityNetwork(conditions.shape[1], codes.shape[1])
+    history = fit(
+        density,
+        TensorLoader(conditions, codes, 256, seed=seed),
+        MixtureNLL(),
+        epochs,
+        test_data=TensorLoader(test_conditions, test_codes, 512, shuffle=False),
+        lr=lr,
+        device=device,
+        seed=seed,
+        checkpoint=checkpoint_path(name, profile.name, lr=lr, **defines),
+        verbose=False,
+    )
+    return density.eval(), history
 
 
 # ---------------------------------------------------------------- chapter 04
@@ -131,14 +187,14 @@ def stage1(
     scenes: SceneImages,
     profile: Profile,
     latent_dim: int = 64,
-    sigma: float = 0.1,
+    sigma: float = STAGE1_SIGMA,
     device: str | torch.device | None = None,
     seed: int = 0,
     verbose: bool = True,
     loaders: tuple[TensorLoader, TensorLoader] | None = None,
 ) -> tuple[VAE, pd.DataFrame]:
-    """Stage 1 of chapter 07: the image VAE (:data:`STAGE1_CHANNELS`) on the Gaussian ELBO with pixel noise
-    ``sigma``, for the profile's epochs. Returns ``(vae, history)``.
+    """Stage 1 of chapter 07: the image VAE (:func:`~course_lib.models.image_vae`) on the Gaussian ELBO with
+    pixel noise ``sigma``, for the profile's ``stage1_epochs``. Returns ``(vae, history)``.
 
     ``loaders``: the ``(train, test)`` batches, see the module docstring."""
     train_data, test_data = loaders or scenes.loaders(profile.batch_size, seed)
@@ -147,13 +203,18 @@ def stage1(
         vae,
         train_data,
         ELBO(likelihood="gaussian", sigma=sigma),
-        profile.epochs,
+        TWO_STAGE_SIZES[profile.name]["stage1_epochs"],
         test_data=test_data,
         device=device,
         seed=seed,
         verbose=verbose,
         checkpoint=checkpoint_path(
-            "ch07_stage1", profile.name, latent_dim=latent_dim, sigma=sigma, n=len(scenes.train_images)
+            "ch07_stage1",
+            profile.name,
+            latent_dim=latent_dim,
+            sigma=sigma,
+            n=len(scenes.train_images),
+            channels="-".join(map(str, STAGE1_CHANNELS)),
         ),
     )
     return vae, history
@@ -164,19 +225,20 @@ def report000_stage1(
     profile: Profile,
     latent_dim: int = 64,
     report000_weighting: bool = True,
-    sigma: float = 0.1,
+    sigma: float = STAGE1_SIGMA,
     device: str | torch.device | None = None,
     seed: int = 0,
     verbose: bool = True,
     loaders: tuple[TensorLoader, TensorLoader] | None = None,
 ) -> tuple[VAE, pd.DataFrame]:
-    """Report 000's stage-1 architecture (:data:`REPORT000_CHANNELS`) for the profile's short epochs: with
+    """Report 000's stage-1 architecture (:func:`~course_lib.models.report000_vae`: BatchNorm and LeakyReLU
+    in every block) for the profile's short epochs: with
     report 000's KL weighting (:func:`~course_lib.core.losses.report000_elbo`, which collapses the
     posterior) or, with ``report000_weighting=False``, with the ELBO at pixel noise ``sigma`` (chapter 07).
 
     ``loaders``: the ``(train, test)`` batches, see the module docstring."""
     train_data, test_data = loaders or scenes.loaders(profile.batch_size, seed)
-    vae = image_vae(scenes.image_shape, latent_dim, REPORT000_CHANNELS)
+    vae = report000_vae(scenes.image_shape, latent_dim)
     loss = report000_elbo(scenes.image_shape) if report000_weighting else ELBO(likelihood="gaussian", sigma=sigma)
     history = fit(
         vae,
@@ -193,6 +255,7 @@ def report000_stage1(
             latent_dim=latent_dim,
             loss="report000" if report000_weighting else f"elbo_sigma{sigma}",
             n=len(scenes.train_images),
+            blocks="bn_leaky",
         ),
     )
     return vae, history
@@ -279,7 +342,7 @@ class TwoStage:
 def two_stage(
     profile: Profile,
     latent_dim: int = 64,
-    sigma: float = 0.1,
+    sigma: float = STAGE1_SIGMA,
     text_model: str = "bert",
     device: str | torch.device | None = None,
     seed: int = 0,

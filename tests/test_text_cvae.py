@@ -258,3 +258,28 @@ def test_samples_draw_z_from_the_fitted_density_once_there_is_one():
     assert model.sample(c[:2]).shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match=r"noise must be \[3, 8\]"):
         model.sample_latent(c[:3], noise=torch.randn(2, 8))
+
+
+def test_caption_density_recipe_fits_resumes_from_its_checkpoint_and_names_it(tmp_path, monkeypatch):
+    from course_lib import recipes
+    from course_lib.core.profiles import get_profile
+
+    monkeypatch.setenv("COURSE_CHECKPOINT_DIR", str(tmp_path))
+    torch.manual_seed(0)
+    conditions = torch.nn.functional.one_hot(torch.arange(400) % 4, 4).float()
+    codes = conditions[:, :2] * 3 + 0.1 * torch.randn(400, 2)  # the code is what the caption says
+    args = (conditions[:300], codes[:300], conditions[300:], codes[300:], 5, "ch06_density", get_profile("smoke"))
+    density, history = recipes.caption_density(*args, seed=0, latent=2)
+    assert not density.training and list(history.index) == [1, 2, 3, 4, 5]
+    assert history["test_nll"].iloc[-1] < history["test_nll"].iloc[0]
+    assert (tmp_path / "smoke" / "ch06_density-latent=2-lr=0.001.pt").exists()
+    again, history_again = recipes.caption_density(*args, seed=0, latent=2)  # loaded, not retrained
+    assert all(torch.equal(a, b) for a, b in zip(density.state_dict().values(), again.state_dict().values()))
+    assert history_again["test_nll"].tolist() == history["test_nll"].tolist()
+
+
+def test_as_condition_gives_every_caption_vector_length_sqrt_d():
+    from course_lib.text.encoders import as_condition
+
+    vectors = as_condition(torch.randn(5, 16) * torch.tensor([0.01, 1, 10, 100, 1000]).unsqueeze(1))
+    assert torch.allclose(vectors.norm(dim=1), torch.full((5,), 4.0))

@@ -16,9 +16,9 @@ from course_lib.core.losses import ELBO, LatentRegression, active_units, kl_per_
 from course_lib.core.train import fit, image_posteriors
 from course_lib.data.captions import caption_pairs
 from course_lib.data.images import TensorLoader
-from course_lib.models import VAE, TextToLatent, TwoStageVAE, image_vae
+from course_lib.models import VAE, TextToLatent, TwoStageVAE, image_vae, report000_vae
 from course_lib.models.blocks import ConvDecoder, ConvEncoder
-from course_lib.models.two_stage import REPORT000_CHANNELS, pack_tokens, unpack_tokens
+from course_lib.models.two_stage import REPORT000_CHANNELS, STAGE1_CHANNELS, pack_tokens, unpack_tokens
 from course_lib.text.encoders import TextTooLongError, mean_pool, text_encoder
 from course_lib.text.tokens import cached_token_features
 
@@ -285,11 +285,21 @@ def test_text_to_image_from_captions(tiny_bert):
 
 # ---------------------------------------------------------------- stage 1 and report 000's weighting
 def test_image_vae_configurations_and_posterior_targets():
-    seed_model = image_vae((3, 64, 64), 64, REPORT000_CHANNELS)
+    seed_model = report000_vae((3, 64, 64), 64)
     assert [m.out_channels for m in seed_model.encoder.modules() if isinstance(m, nn.Conv2d)] == list(
         REPORT000_CHANNELS
     )
     assert seed_model.encoder.out_features == 32 * 2 * 2
+    # report 000's blocks: [Conv2d, BatchNorm, LeakyReLU] in the encoder, the mirror in the decoder (the last
+    # transposed convolution gives the logits and has neither)
+    for part, n_blocks in ((seed_model.encoder, 5), (seed_model.decoder, 4)):
+        assert sum(isinstance(m, nn.BatchNorm2d) for m in part.modules()) == n_blocks
+        assert not any(type(m) is nn.ReLU for m in part.modules())
+        assert all(m.negative_slope == 0.01 for m in part.modules() if isinstance(m, nn.LeakyReLU))
+    assert isinstance(list(seed_model.decoder.modules())[-1], nn.ConvTranspose2d)
+    course_model = image_vae((3, 64, 64), 64)
+    assert [m.out_channels for m in course_model.encoder.modules() if isinstance(m, nn.Conv2d)] == list(STAGE1_CHANNELS)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in course_model.modules())
     images = torch.rand(5, 3, 64, 64)
     targets = image_posteriors(seed_model, images, batch_size=2)
     mu, logvar = seed_model.eval().encode(images)

@@ -88,16 +88,37 @@ def conv_feature_shapes(image_shape: ImageShape, channels: Sequence[int]) -> lis
     return shapes
 
 
-class ConvEncoder(nn.Module):
-    """Stride-2 convolutions that halve the image per layer, then flatten (chapter 01)."""
+def activation(negative_slope: float = 0.0) -> nn.Module:
+    """ReLU, or LeakyReLU with ``negative_slope`` where that is above 0 (report 000's blocks; chapter 07)."""
+    return nn.LeakyReLU(negative_slope) if negative_slope > 0 else nn.ReLU()
 
-    def __init__(self, image_shape: ImageShape, channels: Sequence[int] = (32, 64)) -> None:
+
+def normalised(layer: nn.Module, channels: int, batch_norm: bool, negative_slope: float) -> list[nn.Module]:
+    """``layer``, then BatchNorm over its ``channels`` where ``batch_norm``, then the activation: one block of
+    the conv encoders and decoders (chapter 01; with BatchNorm and LeakyReLU, report 000's, chapter 07)."""
+    return [layer, *([nn.BatchNorm2d(channels)] if batch_norm else []), activation(negative_slope)]
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 convolutions that halve the image per layer, then flatten (chapter 01).
+
+    ``batch_norm`` / ``negative_slope``: BatchNorm after each convolution and LeakyReLU instead of ReLU, as
+    in report 000's blocks (chapter 07); off by default."""
+
+    def __init__(
+        self,
+        image_shape: ImageShape,
+        channels: Sequence[int] = (32, 64),
+        batch_norm: bool = False,
+        negative_slope: float = 0.0,
+    ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         shapes = conv_feature_shapes(image_shape, channels)
         layers: list[nn.Module] = []
         for (c_in, _, _), (c_out, _, _) in zip(shapes[:-1], shapes[1:]):
-            layers += [nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+            conv = nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1)
+            layers += normalised(conv, c_out, batch_norm, negative_slope)
         self.net = nn.Sequential(*layers, nn.Flatten())
         c, h, w = shapes[-1]
         self.out_features = c * h * w
@@ -110,19 +131,28 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """The mirror of :class:`ConvEncoder`: a linear layer, then transposed convolutions that double
     the size, with ``output_padding`` chosen per layer so odd sizes (7 -> 14 -> 28) come out exact
-    (chapter 01)."""
+    (chapter 01). ``batch_norm`` / ``negative_slope`` as in :class:`ConvEncoder`; the last layer, which
+    gives the logits, has neither."""
 
-    def __init__(self, image_shape: ImageShape, in_features: int, channels: Sequence[int] = (32, 64)) -> None:
+    def __init__(
+        self,
+        image_shape: ImageShape,
+        in_features: int,
+        channels: Sequence[int] = (32, 64),
+        batch_norm: bool = False,
+        negative_slope: float = 0.0,
+    ) -> None:
         super().__init__()
         shapes = conv_feature_shapes(image_shape, channels)[::-1]  # smallest first
         c, h, w = shapes[0]
-        layers: list[nn.Module] = [nn.Linear(in_features, c * h * w), nn.ReLU(), nn.Unflatten(1, (c, h, w))]
+        layers: list[nn.Module] = [nn.Linear(in_features, c * h * w), activation(negative_slope)]
+        layers.append(nn.Unflatten(1, (c, h, w)))
         for i, ((c_in, h_in, w_in), (c_out, h_out, w_out)) in enumerate(zip(shapes[:-1], shapes[1:])):
             # ConvTranspose2d(k=3, s=2, p=1) gives 2*size - 1 + output_padding.
             padding = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=padding))
-            if i < len(shapes) - 2:
-                layers.append(nn.ReLU())
+            layer = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=padding)
+            last = i == len(shapes) - 2
+            layers += [layer] if last else normalised(layer, c_out, batch_norm, negative_slope)
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:

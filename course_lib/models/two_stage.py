@@ -27,16 +27,25 @@ from course_lib.models.blocks import ImageShape, mean_pool
 from course_lib.models.vae import VAE, conv_vae
 
 REPORT000_CHANNELS = (8, 12, 16, 24, 32)  # report 000's encoder widths: five stride-2 blocks, 64x64 -> 2x2
-STAGE1_CHANNELS = (16, 32, 64, 128, 256)  # the course's default: same depth, wider
+STAGE1_CHANNELS = (32, 64)  # the course's stage 1: chapter 02's two stride-2 layers, 64x64 -> 16x16
 
 
 # ---------------------------------------------------------------- stage 1
 def image_vae(
     image_shape: ImageShape = (3, 64, 64), latent_dim: int = 64, channels: Sequence[int] = STAGE1_CHANNELS
 ) -> VAE:
-    """Stage 1, the image VAE (chapter 07): :func:`~course_lib.models.vae.conv_vae` with five stride-2
-    layers. ``channels=REPORT000_CHANNELS`` with ``latent_dim=64`` is report 000's configuration."""
+    """Stage 1, the image VAE (chapter 07): chapter 02's :func:`~course_lib.models.vae.conv_vae`, two stride-2
+    layers down to a 16x16 map. Its decoder draws from that map, where a shape is still several cells
+    wide; five layers down to 2x2 (report 000's depth, :func:`report000_vae`) leave the decoder a 2x2 map
+    to grow every edge from, and its reconstructions lose the shapes."""
     return conv_vae(image_shape, latent_dim, channels)
+
+
+def report000_vae(image_shape: ImageShape = (3, 64, 64), latent_dim: int = 64) -> VAE:
+    """Report 000's stage 1 (chapter 07): five blocks [Conv2d, BatchNorm, LeakyReLU] of 8, 12, 16, 24 and 32
+    channels (:data:`REPORT000_CHANNELS`) down to 2x2, two linear heads to mu and log-variance, and the
+    mirror image [ConvTranspose2d, BatchNorm, LeakyReLU] as the decoder."""
+    return conv_vae(image_shape, latent_dim, REPORT000_CHANNELS, batch_norm=True, negative_slope=0.01)
 
 
 # ---------------------------------------------------------------- stage 2

@@ -81,7 +81,16 @@ def mlp_vae(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 20, hidden:
     return VAE(MLPEncoder(image_shape, hidden), MLPDecoder(image_shape, latent_dim, hidden[::-1]), latent_dim)
 
 
-def conv_vae(image_shape: ImageShape = (1, 28, 28), latent_dim: int = 32, channels: Sequence[int] = (32, 64)) -> VAE:
-    """Convolutional VAE for any image size (see :class:`~course_lib.models.blocks.ConvDecoder`; chapter 02)."""
+def conv_vae(
+    image_shape: ImageShape = (1, 28, 28),
+    latent_dim: int = 32,
+    channels: Sequence[int] = (32, 64),
+    batch_norm: bool = False,
+    negative_slope: float = 0.0,
+) -> VAE:
+    """Convolutional VAE for any image size (see :class:`~course_lib.models.blocks.ConvDecoder`; chapter 02).
+    ``batch_norm`` / ``negative_slope``: BatchNorm and LeakyReLU in every block (report 000's, chapter 07)."""
     check_size("latent_dim", latent_dim)
-    return VAE(ConvEncoder(image_shape, channels), ConvDecoder(image_shape, latent_dim, channels), latent_dim)
+    blocks = dict(batch_norm=batch_norm, negative_slope=negative_slope)
+    encoder = ConvEncoder(image_shape, channels, **blocks)
+    return VAE(encoder, ConvDecoder(image_shape, latent_dim, channels, **blocks), latent_dim)

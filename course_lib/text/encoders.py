@@ -647,3 +647,9 @@ def cached_embeddings(
     embeddings = cache.embed(texts, batch_size)
     print(cache.summary())
     return embeddings
+
+
+def as_condition(vectors: Tensor) -> Tensor:
+    """Caption vectors rescaled to length sqrt(d): entries of order 1 whatever the encoder, as a model's
+    condition input (chapters 06 and 07)."""
+    return F.normalize(vectors, dim=1) * vectors.shape[1] ** 0.5
