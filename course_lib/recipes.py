@@ -63,7 +63,7 @@ TWO_STAGE_SIZES = {
         "stage1_epochs": 20,
         "stage2_epochs": 8,
         "captions_per_image": 1,
-        "density_epochs": 3,
+        "density_epochs": 20,
         "text_model": None,
     },
     "gpu": {
@@ -72,7 +72,7 @@ TWO_STAGE_SIZES = {
         "stage1_epochs": 40,
         "stage2_epochs": 30,
         "captions_per_image": None,
-        "density_epochs": 20,
+        "density_epochs": 40,
         "text_model": None,
     },
 }
