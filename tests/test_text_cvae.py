@@ -141,6 +141,22 @@ def test_same_attribute_groups_gather_real_images_one_caption_would_ask_for():
         same_attribute_groups(images, targets, k=5)
 
 
+def test_sample_diversity_sets_samples_of_one_caption_beside_real_scenes_of_the_same_attributes():
+    from course_lib.evaluation.scene_reader import sample_diversity
+
+    copies = torch.rand(3, 1, 3, 4, 4).expand(3, 2, 3, 4, 4)  # 2 identical samples for each of 3 captions
+    real = torch.linspace(0, 1, 4).view(4, 1, 1, 1).expand(4, 3, 4, 4)  # four greys, same attributes
+    targets = torch.tensor([[0, 1, 2]] * 4)
+    result = sample_diversity(copies, real, targets, "model")
+    samples, scenes = result.values()
+    assert samples == pytest.approx(0, abs=1e-6)
+    assert scenes >= 1 / 3 - 1e-6  # any two of the four greys differ by at least 1/3 in every pixel
+    assert list(result) == [
+        "2 samples of one held-out caption (model)",
+        "2 real training scenes with the same colour, shape and position",
+    ]
+
+
 def test_unseen_words_are_named_with_the_words_the_scenes_use():
     from course_lib.data.scenes import unseen_words, unseen_words_message
 

@@ -30,6 +30,7 @@ from course_lib.data.coco import PreparedCaptions
 from course_lib.data.images import TensorLoader
 from course_lib.data.scenes import COLOURS, POSITIONS, SHAPES
 from course_lib.evaluation.judges import load_judge, save_judge, train_judge
+from course_lib.evaluation.metrics import mean_pairwise_distance
 from course_lib.models.blocks import check_images, conv_block
 
 ATTRIBUTES: dict[str, tuple[str, ...]] = {"colour": tuple(COLOURS), "shape": tuple(SHAPES), "position": POSITIONS}
@@ -180,6 +181,20 @@ def same_attribute_groups(images: Tensor, targets: Tensor, k: int = 4, seed: int
     if not groups:
         raise ValueError(f"No colour-shape-position triple has {k} images here; use a smaller k or more images.")
     return images[torch.stack(groups)]
+
+
+def sample_diversity(samples: Tensor, images: Tensor, targets: Tensor, label: str, seed: int = 0) -> dict[str, float]:
+    """Does a model draw k different images for one caption, as real scenes with the caption's attributes
+    differ? ``samples [G, k, C, H, W]`` (k samples of each of G captions) -> the mean pairwise RMS pixel
+    difference of the samples (:func:`~course_lib.evaluation.metrics.mean_pairwise_distance`) and that
+    of k real ``images`` sharing colour, shape and position (``targets``, :func:`same_attribute_groups`),
+    keyed by what they are; ``label`` names the model (chapters 06 and 07)."""
+    k = samples.shape[1]
+    real = same_attribute_groups(images, targets, k=k, seed=seed)
+    return {
+        f"{k} samples of one held-out caption ({label})": mean_pairwise_distance(samples),
+        f"{k} real training scenes with the same colour, shape and position": mean_pairwise_distance(real),
+    }
 
 
 def chance_accuracy(targets: Tensor) -> dict[str, float]:
