@@ -7,7 +7,7 @@ ALL_CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.ipynb))
 CHAPTERS ?=
 STRICT_BUILD := build --warningiserror --nitpick --keep-going
 
-.PHONY: book book-check chapters-named lint test install data classifier bench student clean
+.PHONY: book book-check chapters-named lint test install data classifier bench gpu-check student clean
 
 # Re-installs when pyproject.toml changes; creates the virtual environment if it is missing.
 $(VENV)/.installed: pyproject.toml
@@ -59,6 +59,14 @@ test: data lint
 
 bench: install
 	$(PYTHON) -m course_lib.instructor.bench
+
+# The CUDA paths in one run (benchmark, chapter 02 at the gpu profile's sizes, resume, bf16 and fp16 AMP),
+# on a bare GPU machine: no install, the Python there (torch, torchvision, torchmetrics, transformers,
+# pandas, matplotlib), course_lib from this tree, Fashion-MNIST's four IDX files in FASHION_MNIST.
+FASHION_MNIST ?= $(HOME)/.cache/course_lib/torchvision/FashionMNIST/raw
+GPU_PYTHON ?= python3
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) -m course_lib.instructor.gpu_check --fashion-mnist $(FASHION_MNIST)
 
 # Student versions of the chapters: every exercise, or one assignment's (make student ASSIGNMENT=A2).
 student: install

@@ -98,13 +98,25 @@ def _file_safe(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "_", str(value))
 
 
-def amp_settings(device: torch.device, amp: bool) -> tuple[torch.dtype | None, bool]:
-    """Mixed precision on CUDA only: bfloat16 where supported, else float16 with a gradient scaler (chapter 01)."""
-    if not amp or device.type != "cuda":
+AMP_CHOICES = (True, False, "bfloat16", "float16")
+
+
+def amp_settings(device: torch.device, amp: bool | str) -> tuple[torch.dtype | None, bool]:
+    """Mixed precision on CUDA only (chapter 01): ``amp=True`` takes bfloat16 where the GPU supports it,
+    else float16 with a gradient scaler; ``"bfloat16"`` or ``"float16"`` asks for one of them (``make
+    gpu-check`` trains with both). Returns ``(autocast dtype or None, whether a GradScaler is needed)``."""
+    if not any(amp is choice for choice in AMP_CHOICES[:2]) and amp not in AMP_CHOICES[2:]:
+        raise ValueError(f"amp={amp!r}: use True (automatic), False (float32), 'bfloat16' or 'float16'.")
+    if amp is False or device.type != "cuda":
         return None, False
-    if torch.cuda.is_bf16_supported():
-        return torch.bfloat16, False
-    return torch.float16, True
+    if amp == "float16" or (amp is True and not torch.cuda.is_bf16_supported()):
+        return torch.float16, True
+    if not torch.cuda.is_bf16_supported():
+        raise ValueError(
+            f"{torch.cuda.get_device_name(device)} has no bfloat16: train with amp='float16' (with a gradient "
+            "scaler) or amp=True, which picks it."
+        )
+    return torch.bfloat16, False
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -304,7 +316,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     callbacks: Sequence[Callback] = (),
     device: str | torch.device | None = None,
-    amp: bool = True,
+    amp: bool | str = True,
     seed: int = 0,
     collapse_fraction: float = 0.1,
     verbose: bool = True,
@@ -320,6 +332,8 @@ def fit(
     - A NaN loss raises :class:`TrainingDivergedError`; a VAE with fewer than ``collapse_fraction``
       of its latent dimensions active warns with :class:`PosteriorCollapseWarning`.
     - The default optimiser (Adam, ``lr``) only holds the parameters with ``requires_grad``.
+    - ``amp``: mixed precision on CUDA (:func:`amp_settings`): ``True`` picks bfloat16, or float16 with a
+      gradient scaler; ``"bfloat16"`` / ``"float16"`` choose; ``False`` trains in float32.
     """
     _check_settings(epochs, lr)
     device = choose_device(device)
