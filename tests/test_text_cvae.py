@@ -271,6 +271,15 @@ def test_samples_draw_z_from_the_fitted_density_once_there_is_one():
     assert abs(float(z.mean()) - 4) < 0.1 and abs(float(z.std()) - 1) < 0.1
     noise = torch.randn(1000, 8)  # fixed noise takes the most probable component, for every row
     assert torch.allclose(model.sample_latent(c, noise=noise), noise + 4)
+    density.temperature = 0.5  # half the spread around the same means
+    z = model.sample_latent(c, torch.Generator().manual_seed(0))
+    assert abs(float(z.mean()) - 4) < 0.1 and abs(float(z.std()) - 0.5) < 0.05
+    density.temperature = 0.0  # the component's mean itself
+    assert torch.allclose(model.sample_latent(c, noise=noise), torch.full_like(noise, 4.0))
+    density.temperature = -1.0
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample_latent(c)
+    density.temperature = 1.0
     assert model.sample(c[:2]).shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match=r"noise must be \[3, 8\]"):
         model.sample_latent(c[:3], noise=torch.randn(2, 8))

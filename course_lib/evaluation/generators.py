@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from course_lib.evaluation.metrics import conditional_accuracy, fid_floors, fid_kid, reconstruction_metrics
+from course_lib.evaluation.metrics import conditional_accuracy, fid_floors, fid_kid, reconstructions_and_metrics
 from course_lib.evaluation.scene_reader import SceneReader, attribute_accuracy
 from course_lib.models.cvae import conditioning
 
@@ -97,7 +97,7 @@ class GeneratorEvaluation:
         reconstructions, training seconds, and, given ``targets`` (what the judge should see in each
         test image, in ``test_data``'s order), the judge's columns on the reconstructions."""
         elbo = history["test_neg_elbo"] if "test_neg_elbo" in history else history["test_loss"]
-        reconstruction = reconstruction_metrics(model, test_data)
+        reconstructed, reconstruction = reconstructions_and_metrics(model, test_data)
         pixels = self.real_test[0].numel()
         columns = {
             "held-out -ELBO (nats)": float(elbo.iloc[-1]),
@@ -106,7 +106,7 @@ class GeneratorEvaluation:
             "train seconds": float(history["seconds"].sum()),
         }
         if targets is not None:
-            judged = self.judge(reconstructions(model, test_data), targets)
+            judged = self.judge(reconstructed, targets)
             columns |= {f"{name} (recon.)": value for name, value in judged.items() if not name.startswith(PER_CLASS)}
         return columns
 

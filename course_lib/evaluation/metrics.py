@@ -31,10 +31,24 @@ from course_lib.models.cvae import conditioning
 def reconstruction_metrics(model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]]) -> dict[str, float]:
     """Mean squared error per pixel and SSIM (Gaussian 11x11 window, ``data_range=1``) of
     ``model.reconstruct(x)`` against ``x``, averaged over every image of ``data`` (chapter 01)."""
+    return _reconstruct(model, data, keep=False)[1]
+
+
+def reconstructions_and_metrics(
+    model: nn.Module, data: Iterable[tuple[Tensor, Tensor | None]]
+) -> tuple[Tensor, dict[str, float]]:
+    """The reconstructions of every image of ``data`` (on the CPU, in order) and their
+    :func:`reconstruction_metrics`, from one pass over ``data`` (chapter 04's evaluation table needs both)."""
+    kept, metrics = _reconstruct(model, data, keep=True)
+    return torch.cat(kept), metrics
+
+
+@torch.no_grad()
+def _reconstruct(model: nn.Module, data, keep: bool) -> tuple[list[Tensor], dict[str, float]]:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    squared_error, ssim_sum, n_images, n_values = 0.0, 0.0, 0, 0
+    kept, squared_error, ssim_sum, n_images, n_values = [], 0.0, 0.0, 0, 0
     for x, y in data:
         x = x.to(device)
         x_hat = model.reconstruct(x, *conditioning(model, y)).float()
@@ -42,8 +56,10 @@ def reconstruction_metrics(model: nn.Module, data: Iterable[tuple[Tensor, Tensor
         ssim_sum += float(structural_similarity_index_measure(x_hat, x, data_range=1.0, reduction="sum"))
         n_images += len(x)
         n_values += x.numel()
+        if keep:
+            kept.append(x_hat.cpu())
     model.train(was_training)
-    return {"mse_per_pixel": squared_error / n_values, "ssim": ssim_sum / n_images}
+    return kept, {"mse_per_pixel": squared_error / n_values, "ssim": ssim_sum / n_images}
 
 
 # --------------------------------------------------------------------------- chapter 04: generated images
