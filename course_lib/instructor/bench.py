@@ -15,6 +15,11 @@ and device three ways, in one run, and prints samples/s of each:
 It reports course_lib / DataLoader (the speed-up) and course_lib / compute-only (1 - overhead).
 Each way is timed in several interleaved rounds after a warm-up; the median round is reported.
 
+Then the compute efficiency of one training step of the conv VAE: its FLOPs counted with
+``torch.utils.flop_counter``, the achieved GFLOP/s eager and through ``torch.compile`` (with the
+compile time; ``--no-compile`` skips it), and both as a fraction of this machine's measured float32
+matrix-product peak (:func:`matmul_peak`).
+
     python -m course_lib.instructor.bench prepare [--images 1000] [--image-size 640x480] [--size 64]
 
 times chapter 06's prepare step (:func:`course_lib.data.coco.prepare`) on synthetic scenes written as JPEGs
@@ -40,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from course_lib.core.device import choose_device, seed_everything
 from course_lib.core.losses import ELBO
@@ -168,6 +173,68 @@ def reference_epoch(device: torch.device | str | None = None, steps: int = REFER
     return _timed(run, steps, warmup, device) * REFERENCE_STEPS / steps
 
 
+def step_flops(model: nn.Module, images: Tensor) -> int:
+    """FLOPs of one training step's forward and backward pass (``torch.utils.flop_counter``: matrix
+    products and convolutions; the elementwise work and the optimiser's update are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        ELBO()(model, images)["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def matmul_peak(device: torch.device, size: int | None = None, repeats: int = 10) -> float:
+    """The machine's measured float32 matrix-product rate in GFLOP/s: the best of ``repeats`` products of
+    two ``size`` x ``size`` matrices (2 size^3 FLOPs each), the ceiling a training step is compared with."""
+    size = size or (8192 if device.type == "cuda" else 2048)
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up
+        _synchronize(device)
+        started = time.perf_counter()
+        torch.mm(a, b)
+        _synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def achieved_gflops(
+    device: torch.device, batch_size: int, steps: int, warmup: int, compiled: bool
+) -> tuple[float, float, float]:
+    """GFLOP/s achieved by training steps of chapter 02's conv VAE (float32, Adam) on random images,
+    eager or through ``torch.compile``: ``(GFLOP/s, GFLOP per step, seconds spent compiling)``."""
+    seed_everything(0)
+    model = MODELS["conv"][1]().to(device)
+    images = torch.rand(batch_size, 1, 28, 28, device=device)
+    flops = step_flops(model, images)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        ELBO()(model, images)["loss"].backward()
+        optimizer.step()
+
+    run_step = torch.compile(step) if compiled else step
+    started = time.perf_counter()
+    run_step()  # compiles, when compiled
+    _synchronize(device)
+    compile_seconds = time.perf_counter() - started if compiled else 0.0
+    seconds = _timed(lambda n: [run_step() for _ in range(n)], steps, warmup, device)
+    return flops * steps / seconds / 1e9, flops / 1e9, compile_seconds
+
+
+def print_efficiency(device: torch.device, batch_size: int, steps: int, warmup: int, compile_too: bool) -> None:
+    """The efficiency lines of ``make bench``: achieved GFLOP/s of a training step against the matmul peak."""
+    peak = matmul_peak(device)
+    print(f"\ncompute efficiency, chapter 02's conv VAE, batch {batch_size}, float32 (FLOPs: torch.utils.flop_counter)")
+    print(f"  float32 matmul peak measured here: {peak:,.1f} GFLOP/s")
+    for compiled in (False, True) if compile_too else (False,):
+        rate, per_step, compile_seconds = achieved_gflops(device, batch_size, steps, warmup, compiled)
+        how = f"compiled (compiling took {compile_seconds:.0f} s)" if compiled else "eager"
+        print(f"  {how:<32}{rate:>9,.1f} GFLOP/s = {rate / peak:6.1%} of peak ({per_step:.2f} GFLOP per step)")
+
+
 COCO_IMAGES = {"val2017": 5_000, "train2017": 118_287}
 
 
@@ -275,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ",".join(MODELS))
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile efficiency line")
     args = parser.parse_args(argv)
 
     device = choose_device(args.device)
@@ -294,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{speedup:>9.2f}x{overhead:>10.1%}"
         )
     print("samples/s; speed-up = course_lib / DataLoader; overhead = 1 - course_lib / compute only")
+    print_efficiency(device, args.batch_size, args.steps, args.warmup, compile_too=not args.no_compile)
 
 
 if __name__ == "__main__":
