@@ -92,7 +92,9 @@ class MixtureDensityNetwork(nn.Module):
         ``noise`` [B, D], standard normal, fixes the draw: each row then takes its most probable
         component, so one noise vector decoded under several captions shows what the captions change."""
         if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0 (1: the fitted density, 0: component means), got {self.temperature}.")
+            raise ValueError(
+                f"temperature must be >= 0 (1: the fitted density, 0: component means), got {self.temperature}."
+            )
         log_weights, means, logvars = self(condition)
         rows = torch.arange(len(condition), device=condition.device)
         if noise is None:
