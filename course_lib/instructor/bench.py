@@ -175,7 +175,7 @@ def reference_epoch(device: torch.device | str | None = None, steps: int = REFER
 
 def step_flops(model: nn.Module, images: Tensor) -> int:
     """FLOPs of one training step's forward and backward pass (``torch.utils.flop_counter``: matrix
-    products and convolutions; the elementwise work and the optimiser's update are not counted)."""
+    products and convolutions; the elementwise work and the optimiser's update are not counted; instructor page)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
@@ -186,7 +186,8 @@ def step_flops(model: nn.Module, images: Tensor) -> int:
 
 def matmul_peak(device: torch.device, size: int | None = None, repeats: int = 10) -> float:
     """The machine's measured float32 matrix-product rate in GFLOP/s: the best of ``repeats`` products of
-    two ``size`` x ``size`` matrices (2 size^3 FLOPs each), the ceiling a training step is compared with."""
+    two ``size`` x ``size`` matrices (2 size^3 FLOPs each), the ceiling a training step is compared with
+    (instructor page)."""
     size = size or (8192 if device.type == "cuda" else 2048)
     a, b = (torch.randn(size, size, device=device) for _ in range(2))
     best = float("inf")
@@ -203,7 +204,7 @@ def achieved_gflops(
     device: torch.device, batch_size: int, steps: int, warmup: int, compiled: bool
 ) -> tuple[float, float, float]:
     """GFLOP/s achieved by training steps of chapter 02's conv VAE (float32, Adam) on random images,
-    eager or through ``torch.compile``: ``(GFLOP/s, GFLOP per step, seconds spent compiling)``."""
+    eager or through ``torch.compile``: ``(GFLOP/s, GFLOP per step, seconds spent compiling)`` (instructor page)."""
     seed_everything(0)
     model = MODELS["conv"][1]().to(device)
     images = torch.rand(batch_size, 1, 28, 28, device=device)
@@ -225,7 +226,8 @@ def achieved_gflops(
 
 
 def print_efficiency(device: torch.device, batch_size: int, steps: int, warmup: int, compile_too: bool) -> None:
-    """The efficiency lines of ``make bench``: achieved GFLOP/s of a training step against the matmul peak."""
+    """The efficiency lines of ``make bench``: achieved GFLOP/s of a training step against the matmul peak
+    (instructor page)."""
     peak = matmul_peak(device)
     print(f"\ncompute efficiency, chapter 02's conv VAE, batch {batch_size}, float32 (FLOPs: torch.utils.flop_counter)")
     print(f"  float32 matmul peak measured here: {peak:,.1f} GFLOP/s")

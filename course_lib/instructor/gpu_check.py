@@ -83,7 +83,7 @@ def _row(step: str, history: pd.DataFrame, **extra) -> dict:
 
 
 def benchmark_rows(device: torch.device, quick: bool) -> list[dict]:
-    """Step 1: the benchmark's samples/s of chapter 02's two models on ``device``."""
+    """Step 1: the benchmark's samples/s of chapter 02's two models on ``device`` (instructor page)."""
     settings = (
         dict(steps=3, warmup=1, rounds=1, workers=0) if quick else dict(steps=150, warmup=20, rounds=5, workers=2)
     )
@@ -118,7 +118,8 @@ def profile_row(device: torch.device, quick: bool) -> dict:
 
 
 def resume_row(device: torch.device, quick: bool, folder: Path) -> dict:
-    """Step 3: one epoch, stop, resume for the second, against two epochs in one go: the same weights."""
+    """Step 3: one epoch, stop, resume for the second, against two epochs in one go: the same weights
+    (instructor page)."""
 
     def loaders():  # fresh ones for each run: a loader's shuffling state moves on as it is used
         return _loaders(device, 16 if quick else 128, 2_000 if quick else 10_000)
@@ -140,7 +141,8 @@ def resume_row(device: torch.device, quick: bool, folder: Path) -> dict:
 
 
 def amp_rows(device: torch.device, quick: bool) -> list[dict]:
-    """Step 4: float32, bfloat16 autocast, float16 autocast with a GradScaler, same model and data."""
+    """Step 4: float32, bfloat16 autocast, float16 autocast with a GradScaler, same model and data
+    (instructor page)."""
     epochs = 2 if quick else 5
     loaders = _loaders(device, 16 if quick else 128, 2_000 if quick else None)
     rows = []
@@ -162,11 +164,14 @@ def amp_rows(device: torch.device, quick: bool) -> list[dict]:
 
 
 def environment_line(device: torch.device) -> str:
+    """The first line of the check: torch, the device by name, Python (instructor page)."""
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     return f"torch {torch.__version__} on {where}; python {sys.version.split()[0]}"
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """``python -m course_lib.instructor.gpu_check`` (``make gpu-check``): the four steps and the summary
+    table, which it also returns (instructor page)."""
     parser = argparse.ArgumentParser(
         prog="python -m course_lib.instructor.gpu_check",
         description="The course's CUDA paths in one run: benchmark, gpu-profile training, resume, AMP.",
