@@ -98,14 +98,11 @@ def _file_safe(value: object) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "_", str(value))
 
 
-AMP_CHOICES = (True, False, "bfloat16", "float16")
-
-
 def amp_settings(device: torch.device, amp: bool | str) -> tuple[torch.dtype | None, bool]:
     """Mixed precision on CUDA only (chapter 01): ``amp=True`` takes bfloat16 where the GPU supports it,
     else float16 with a gradient scaler; ``"bfloat16"`` or ``"float16"`` asks for one of them (``make
     gpu-check`` trains with both). Returns ``(autocast dtype or None, whether a GradScaler is needed)``."""
-    if not any(amp is choice for choice in AMP_CHOICES[:2]) and amp not in AMP_CHOICES[2:]:
+    if not (isinstance(amp, bool) or amp in ("bfloat16", "float16")):
         raise ValueError(f"amp={amp!r}: use True (automatic), False (float32), 'bfloat16' or 'float16'.")
     if amp is False or device.type != "cuda":
         return None, False
