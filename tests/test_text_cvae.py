@@ -37,6 +37,29 @@ def test_every_decoder_stage_reads_the_condition():
         assert film.to_scale_shift.weight.grad.abs().sum() > 0
 
 
+def test_residual_blocks_start_as_the_identity_and_then_learn():
+    torch.manual_seed(0)
+    plain = FiLMDecoder((3, 32, 32), latent_dim=8, condition_dim=5)
+    deeper = FiLMDecoder((3, 32, 32), latent_dim=8, condition_dim=5, residual_blocks=2)
+    deeper.load_state_dict(plain.state_dict(), strict=False)  # the same stages; the blocks are new
+    assert sum(len(stage) for stage in deeper.residual) == 2 * len(deeper.upsample)
+    z, c = torch.randn(3, 8), torch.randn(3, 5)
+    assert torch.allclose(deeper(z, c), plain(z, c))  # a new residual block passes its input on
+    deeper(z, c).square().mean().backward()
+    assert deeper.residual[0][0].conv2.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("blocks", [-1, 1.5, True])
+def test_residual_blocks_must_be_a_whole_number(blocks):
+    with pytest.raises(ValueError, match="residual_blocks"):
+        FiLMDecoder((3, 32, 32), latent_dim=8, condition_dim=5, residual_blocks=blocks)
+
+
+def test_only_the_film_decoder_has_residual_blocks():
+    with pytest.raises(ValueError, match="mode='film'"):
+        text_cvae((3, 32, 32), condition_dim=6, latent_dim=8, mode="concat", residual_blocks=1)
+
+
 def test_an_untrained_prior_is_the_standard_normal():
     prior = ConditionalPrior(condition_dim=5, latent_dim=8)
     mu, logvar = prior(torch.randn(3, 5))

@@ -217,16 +217,20 @@ def text_cvae(
     channels: Sequence[int] = (32, 64),
     mode: str = "film",
     learned_prior: bool = False,
+    residual_blocks: int = 0,
 ) -> CVAE:
     """The text-to-image CVAE of chapter 06: a conv encoder, a decoder that reads the caption at every stage
     (``mode="film"``; ``"concat"`` and ``"add"`` give the seeds' :class:`ConvDecoder`), and the prior
     N(0, I), as the seeds (``learned_prior=True``: Sohn et al.'s p(z | c), learned with the model; in
-    chapter 06's study a mixture density fitted afterwards, ``model.density``, draws better samples)."""
+    chapter 06's study a mixture density fitted afterwards, ``model.density``, draws better samples).
+    ``residual_blocks`` per decoder stage: see :class:`FiLMDecoder` (FiLM only)."""
     if mode != "film":
+        if residual_blocks:
+            raise ValueError(f"residual_blocks is a FiLM decoder option; mode {mode!r} has none (use mode='film')")
         model = conv_cvae(image_shape, condition_dim, latent_dim, channels, mode)
     else:
         latent_dim, condition_dim = check_size("latent_dim", latent_dim), check_size("condition_dim", condition_dim)
-        decoder = FiLMDecoder(image_shape, latent_dim, condition_dim, channels)
+        decoder = FiLMDecoder(image_shape, latent_dim, condition_dim, channels, residual_blocks)
         model = CVAE(ConvEncoder(image_shape, channels), decoder, latent_dim, condition_dim, mode)
     model.prior = ConditionalPrior(model.condition_dim, model.latent_dim) if learned_prior else None
     return model
