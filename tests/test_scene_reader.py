@@ -7,6 +7,7 @@ import torch
 
 from course_lib.core.io import CheckpointError
 from course_lib.data import coco
+from course_lib.data.scenes import write_scenes
 from course_lib.evaluation.scene_reader import (
     ATTRIBUTES,
     UNKNOWN,
@@ -16,7 +17,11 @@ from course_lib.evaluation.scene_reader import (
     attribute_targets,
     chance_accuracy,
     load_or_train_scene_reader,
+    reader_attributes,
     reader_path,
+    reader_targets,
+    sample_diversity,
+    summary_line,
 )
 
 
@@ -134,3 +139,55 @@ def test_only_captions_that_name_the_main_shape_can_be_checked_for_shape():
     assert names_main_shape("A small orange heart in the top right with a little yellow square.")
     assert not names_main_shape("An orange symbol at the top right of the picture with a small yellow square.")
     assert not names_main_shape("A blue round shape in the middle.")
+
+
+@pytest.fixture
+def coco_parts(tmp_path):
+    """A split in COCO's format without drawn attributes, prepared as real COCO is."""
+    root = write_scenes(tmp_path / "coco", "val2017", 48, (64, 48), greyscale_fraction=0.1)
+    (root / "annotations" / "attributes_val2017.json").unlink()
+    out = coco.prepare(root, "val2017", size=16, workers=1).out_dir
+    return coco.load_prepared(out, "train", 16), coco.load_prepared(out, "test", 16)
+
+
+def test_on_real_coco_the_reader_reads_the_supercategory(coco_parts, capsys):
+    train, test = coco_parts
+    assert train.kind == "coco" and train.attributes is None
+    assert reader_attributes(train) == {"supercategory": train.supercategory_names}
+    targets = reader_targets(test)
+    assert targets.shape == (len(test), 1) and torch.equal(targets[:, 0], torch.from_numpy(test.supercategory))
+    reader = load_or_train_scene_reader(train, test, smoke=True, device="cpu")
+    assert "COCO supercategory reader" in capsys.readouterr().out and "COCO images" in reader.description
+    assert reader.columns == ["supercategory"] and set(reader.test_accuracy) == {"supercategory"}
+    assert reader.read(test.tensors()[0]).shape == (len(test), 1)
+    again = load_or_train_scene_reader(train, test, smoke=True, device="cpu")  # loaded with the same heads
+    assert list(again.attributes) == ["supercategory"] and "Training" not in capsys.readouterr().out
+    accuracy = attribute_accuracy(reader, test.tensors()[0], targets)
+    assert (
+        summary_line(accuracy, reader.columns)
+        == f"text -> image (reader): supercategory {accuracy['supercategory']:.2f}"
+    )
+    chance = chance_accuracy(targets, reader.attributes)
+    assert chance["supercategory"] == pytest.approx(float(targets[:, 0].bincount().max()) / len(targets))
+
+
+def test_targets_of_the_wrong_data_set_are_a_clear_error(coco_parts):
+    train, test = coco_parts
+    coco_reader = SceneReader(16, attributes=reader_attributes(train))
+    scene_targets = torch.zeros(len(test), 3, dtype=torch.int64)
+    with pytest.raises(ValueError, match="reader_targets"):
+        attribute_accuracy(coco_reader, test.tensors()[0], scene_targets)
+    with pytest.raises(ValueError, match="3 columns but 1 attributes"):
+        chance_accuracy(scene_targets, coco_reader.attributes)
+
+
+def test_diversity_on_coco_compares_with_real_images_of_one_supercategory(coco_parts):
+    train, _ = coco_parts
+    images, targets = train.tensors()[0], reader_targets(train)
+    samples = images[:6].view(3, 2, *images.shape[1:])
+    result = sample_diversity(samples, images, targets, "model", attributes=reader_attributes(train))
+    assert list(result) == [
+        "2 samples of one held-out caption (model)",
+        "2 real training images with the same supercategory",
+    ]
+    assert all(value > 0 for value in result.values())

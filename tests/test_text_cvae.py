@@ -176,7 +176,7 @@ def test_sample_diversity_sets_samples_of_one_caption_beside_real_scenes_of_the_
     assert scenes >= 1 / 3 - 1e-6  # any two of the four greys differ by at least 1/3 in every pixel
     assert list(result) == [
         "2 samples of one held-out caption (model)",
-        "2 real training scenes with the same colour, shape and position",
+        "2 real training images with the same colour, shape and position",
     ]
 
 
