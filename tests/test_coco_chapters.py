@@ -64,3 +64,5 @@ def test_the_text_chapters_run_on_coco_and_say_so(coco_env, tmp_path):
     assert "Training the COCO supercategory reader once" in outputs["06_text_cvae"]
     assert "text -> image (reader): supercategory 0." in outputs["06_text_cvae"]
     assert "synthetic COCO-format scenes" not in outputs["06_text_cvae"]
+    # Chapter 07 reads its stage-1 reconstructions and its text-drawn images by the supercategory too.
+    assert "text -> image (reader): supercategory 0." in outputs["07_two_stage"]

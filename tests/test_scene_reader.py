@@ -157,7 +157,8 @@ def test_on_real_coco_the_reader_reads_the_supercategory(coco_parts, capsys):
     targets = reader_targets(test)
     assert targets.shape == (len(test), 1) and torch.equal(targets[:, 0], torch.from_numpy(test.supercategory))
     reader = load_or_train_scene_reader(train, test, smoke=True, device="cpu")
-    assert "COCO supercategory reader" in capsys.readouterr().out and "COCO images" in reader.description
+    assert "COCO supercategory reader" in capsys.readouterr().out
+    assert reader.description.startswith("SMOKE COCO supercategory reader") and "COCO images" in reader.description
     assert reader.columns == ["supercategory"] and set(reader.test_accuracy) == {"supercategory"}
     assert reader.read(test.tensors()[0]).shape == (len(test), 1)
     again = load_or_train_scene_reader(train, test, smoke=True, device="cpu")  # loaded with the same heads

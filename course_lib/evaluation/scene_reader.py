@@ -353,8 +353,8 @@ def _train(
         verbose=verbose,
     )
     reader.test_accuracy = attribute_accuracy(reader, test_images, reader_targets(test))
-    kind = "Scene reader" if train.attributes is not None else "COCO supercategory reader"
-    kind = f"SMOKE {kind[0].lower()}{kind[1:]} (for CI only, not a real measurement)" if smoke else kind
+    kind = "scene reader" if train.attributes is not None else "COCO supercategory reader"
+    kind = f"SMOKE {kind} (for CI only, not a real measurement)" if smoke else kind[0].upper() + kind[1:]
     images = "scenes" if train.attributes is not None else "COCO images"
     reader.description = f"{kind}, {settings['epochs']} epoch(s) on {len(train):,} {images}, tested on {len(test):,}"
     save_judge(path, reader, test_accuracy=reader.test_accuracy, description=reader.description)
