@@ -4,6 +4,8 @@ snapshots, run profiles and device choice. Everything trains tiny MLPs on 8x8 im
 from __future__ import annotations
 
 import random
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -499,7 +501,8 @@ def test_callbacks_see_the_epoch_and_an_eval_model():
 
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", " SMOKE ", "Gpu"])
-def test_profile_names_resolve(name):
+def test_profile_names_resolve(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     profile = get_profile(name)
     assert profile is PROFILES[name.strip().lower()]
     assert profile.name in profile.describe()
@@ -512,6 +515,7 @@ def test_smoke_profile_is_small():
 
 
 def test_auto_profile_honours_course_profile(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("COURSE_PROFILE", "smoke")
     assert get_profile("auto").name == "smoke"
     assert get_profile().name == "smoke"
@@ -524,6 +528,28 @@ def test_auto_profile_honours_course_profile(monkeypatch):
 def test_auto_profile_follows_cuda(monkeypatch, cuda, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert get_profile("auto").name == expected
+
+
+@pytest.mark.parametrize("colab", [False, True])
+def test_the_gpu_profile_without_a_gpu_says_what_to_do(monkeypatch, colab):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    if colab:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    for how in ("gpu", "auto"):
+        monkeypatch.setenv("COURSE_PROFILE", "gpu")  # read by "auto" only
+        with pytest.raises(ValueError, match='no GPU that torch can use.*Use profile = "cpu"') as info:
+            get_profile(how)
+        assert ("Change runtime type" in str(info.value)) == colab
+
+
+def test_auto_on_a_colab_runtime_without_a_gpu_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert get_profile("auto").name == "cpu"
+    assert "this Colab runtime has no GPU" in capsys.readouterr().out
+    assert get_profile("cpu").name == "cpu" and capsys.readouterr().out == ""  # asked for by name: no note
 
 
 def test_unknown_profile_lists_valid_names():

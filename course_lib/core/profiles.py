@@ -11,6 +11,7 @@ Imports only the standard library and torch: no other part of course_lib.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -101,7 +102,31 @@ def get_profile(name: str = "auto") -> Profile:
             f"Unknown profile {name!r} (COURSE_PROFILE={os.environ.get('COURSE_PROFILE')!r}). "
             f"Choose one of: auto, {', '.join(PROFILES)}."
         )
+    if requested == "gpu" and not _has_gpu():
+        raise ValueError(
+            "The gpu profile trains at the seeds' scale (50 epochs on the full data, the text chapters at "
+            "64x64): hours per chapter on a CPU, and this machine has no GPU that torch can use "
+            '(torch.cuda.is_available() is False). Use profile = "cpu" (or "auto", which picks it here)'
+            + (
+                "; for a GPU on Colab: Runtime > Change runtime type > T4 GPU, then run the chapter again."
+                if _on_colab()
+                else "."
+            )
+        )
+    if name.strip().lower() == "auto" and requested == "cpu" and _on_colab():
+        print(
+            "note: this Colab runtime has no GPU, so profile 'auto' is 'cpu' (the full data at a laptop's "
+            "budget). For the gpu profile: Runtime > Change runtime type > T4 GPU, then run the chapter again."
+        )
     return PROFILES[requested]
+
+
+def _has_gpu() -> bool:
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+def _on_colab() -> bool:
+    return "google.colab" in sys.modules
 
 
 def show_progress() -> bool:

@@ -25,7 +25,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from course_lib.core.device import choose_device
 from course_lib.core.io import CheckpointError, cache_dir
-from course_lib.core.profiles import get_profile
+from course_lib.core.profiles import PROFILES, get_profile
 from course_lib.core.train import frozen
 from course_lib.data.images import fashion_mnist_loaders
 from course_lib.evaluation.judges import load_judge, save_judge, train_judge
@@ -106,7 +106,10 @@ def classifier_path(profile_name: str = "cpu") -> Path:
 
 
 def _kind(profile_name: str) -> str:
-    return "smoke" if get_profile(profile_name).name == "smoke" else "full"
+    """``"smoke"`` or ``"full"``; a name is only resolved for "auto" (asking for the gpu profile's
+    classifier on a machine without a GPU is no mistake: it is the cpu one)."""
+    name = profile_name.strip().lower() if isinstance(profile_name, str) else profile_name
+    return "smoke" if (name if name in PROFILES else get_profile(name).name) == "smoke" else "full"
 
 
 def load_or_train_classifier(
