@@ -274,6 +274,9 @@ def test_synthetic_scenes_are_made_once_and_caption_data_prefers_real_coco(isola
     assert part.kind == "coco" and part.attributes is None
     with pytest.raises(ValueError, match="Only synthetic scenes"):
         part.main_object("colour")
+    # COCO prepared at another size than the chapter reads: say so, instead of drawing scenes
+    with pytest.raises(DataNotFoundError, match=r"prepared at 32x32, but this chapter reads 64x64.*--size 64"):
+        coco.caption_data(size=64, n_scenes=24, scene_size=(64, 48))
 
 
 def run_script(name: str, argv: list[str]) -> int:

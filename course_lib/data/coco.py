@@ -500,6 +500,14 @@ def caption_data(
         [prepared_dir(default_coco_root(), coco_split), prepared_dir(cache_dir() / "coco", coco_split)]
     )
     for folder in candidates:
+        other_sizes = sorted(int(p.stem.split("_")[1]) for p in folder.glob("meta_*.json") if p.stem[5:].isdigit())
+        if other_sizes and size not in other_sizes:
+            raise DataNotFoundError(
+                f"{folder} holds {coco_split} prepared at {', '.join(f'{s}x{s}' for s in other_sizes)}, but this "
+                f"chapter reads {size}x{size}. Prepare that size too (the other stays): python "
+                f"data_scripts/prepare_coco.py --split {coco_split} --size {size}. Or delete the folder to "
+                "train on the synthetic scenes instead."
+            )
         if (folder / f"meta_{size}.json").is_file():
             meta = json.loads((folder / f"meta_{size}.json").read_text())
             n = len(meta["image_ids"])
