@@ -7,7 +7,7 @@ ALL_CHAPTERS := $(sort $(wildcard chapters/[0-9][0-9]_*.ipynb))
 CHAPTERS ?=
 STRICT_BUILD := build --warningiserror --nitpick --keep-going
 
-.PHONY: book book-check chapters-named lint test install data classifier bench gpu-check student clean
+.PHONY: book book-check dry-run chapters-named lint test install data classifier bench gpu-check student clean
 
 # Re-installs when pyproject.toml changes; creates the virtual environment if it is missing.
 $(VENV)/.installed: pyproject.toml
@@ -41,6 +41,11 @@ book-check: chapters-named data classifier
 		--checkpoints _build/check-checkpoints --stage-unexecuted $(CHAPTERS)
 	$(VENV)/bin/jupyter-book $(STRICT_BUILD) _build/check --path-output _build/check
 	@echo "Checked $(CHAPTERS): _build/check/_build/html/index.html (times: _build/check/execution_report.csv)"
+
+# Every chapter with the gpu profile's sizes and code paths, 2 steps per epoch, on any machine (instructor page).
+dry-run: data
+	$(PYTHON) -m course_lib.instructor.execute --profile $(or $(filter-out auto,$(PROFILE)),gpu) --dry-run 2 \
+		--out _build/dry-run $(ALL_CHAPTERS)
 
 chapters-named:
 	@test -n "$(CHAPTERS)" || { echo 'Name the chapters to check, e.g. make book-check CHAPTERS="07 08"'; exit 2; }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
@@ -324,3 +326,48 @@ def test_the_runner_runs_chapters_headless_without_progress_bars_or_widgets(tmp_
     out = tmp_path / "out"
     assert main([str(chapter), "--root", str(root), "--out", str(out), "--reference-steps", "0"]) == 0
     assert record.read_text() == "00"  # the kernel saw both switches off
+
+
+def test_a_dry_run_runs_the_gpu_profile_on_a_cpu_with_memory_in_the_report(tmp_path, monkeypatch):
+    """--profile gpu --dry-run 2: the chapter's own sizes, 2 steps per epoch, a temporary cache, and
+    the kernel's peak host memory and the model's device memory in the report."""
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("COURSE_DRY_RUN", raising=False)
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    record = tmp_path / "record.json"
+    nb.cells = [
+        nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "import json, pathlib, torch\n"
+            "from course_lib import get_profile\n"
+            "from course_lib.core.losses import ReconstructionLoss\n"
+            "from course_lib.core.train import checkpoint_path, fit\n"
+            "from course_lib.data.images import TensorLoader\n"
+            "from course_lib.models import mlp_autoencoder\n"
+            "P = get_profile(profile)\n"
+            "images = torch.rand(4096, 1, 28, 28)\n"
+            "train = TensorLoader(images, None, P.batch_size)\n"
+            "history = fit(mlp_autoencoder(latent_dim=4), train, ReconstructionLoss(), P.epochs,\n"
+            "              checkpoint=checkpoint_path('ch09_toy', P.name), verbose=False)\n"
+            f"pathlib.Path({str(record)!r}).write_text(json.dumps({{'profile': P.name, 'epochs': len(history),\n"
+            "    'checkpoints': sorted(p.name for p in checkpoint_path('ch09_toy', P.name).parent.iterdir())}))"
+        ),
+    ]
+    root = tmp_path / "repo"
+    root.mkdir()
+    make_book_root(root, {"title": "t"})
+    chapter = root / "chapters" / "09_dry.ipynb"
+    nbformat.write(nb, chapter)
+    out = tmp_path / "out"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main([str(chapter), "--root", str(root), "--out", str(out), "--profile", "gpu", "--dry-run", "2"]) == 0
+    seen = json.loads(record.read_text())
+    assert seen == {"profile": "gpu", "epochs": 2, "checkpoints": ["ch09_toy.dry-run.pt"]}
+    assert not (tmp_path / "cache" / "checkpoints").exists()  # nothing of the dry run in the real cache
+    report = pd.read_csv(out / "execution_report.csv")
+    assert report.loc[0, "status"] == "ok" and report.loc[0, "peak_host_mb"] > 50  # a kernel with torch
+    assert report.loc[0, "largest_model"] == "Autoencoder at batch 128"
+    data_mb = 4096 * 28 * 28 * 4 / 2**20  # the loader's images, kept on the device
+    assert data_mb < report.loc[0, "device_mb"] < data_mb + 20

@@ -5,7 +5,7 @@ the full data set within a laptop budget, ``gpu`` runs at the scale of the sourc
 CUDA is available and ``cpu`` otherwise; the ``COURSE_PROFILE`` environment variable overrides ``auto``
 so that nbval and ``jupyter-book build`` can execute every chapter as ``smoke``.
 
-Imports only the standard library and torch: no other part of course_lib.
+Imports the standard library, torch and course_lib.core.dry_run (which imports nothing of the course).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 
 import torch
+
+from course_lib.core.dry_run import dry_run_steps
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def get_profile(name: str = "auto") -> Profile:
             f"Unknown profile {name!r} (COURSE_PROFILE={os.environ.get('COURSE_PROFILE')!r}). "
             f"Choose one of: auto, {', '.join(PROFILES)}."
         )
-    if requested == "gpu" and not _has_gpu():
+    if requested == "gpu" and not _has_gpu() and not dry_run_steps():
         raise ValueError(
             "The gpu profile trains at the seeds' scale (50 epochs on the full data, the text chapters at "
             "64x64): hours per chapter on a CPU, and this machine has no GPU that torch can use "
@@ -110,7 +112,8 @@ def get_profile(name: str = "auto") -> Profile:
             + (
                 "; for a GPU on Colab: Runtime > Change runtime type > T4 GPU, then run the chapter again."
                 if _on_colab()
-                else "."
+                else ". To check the gpu profile's code paths on a CPU: a dry run, a few steps per model "
+                "(COURSE_DRY_RUN=2, or python -m course_lib.instructor.execute --profile gpu --dry-run 2)."
             )
         )
     if name.strip().lower() == "auto" and requested == "cpu" and _on_colab():

@@ -27,6 +27,14 @@ from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from course_lib.core.device import choose_device, seed_everything
+from course_lib.core.dry_run import (
+    DRY_RUN_EPOCHS,
+    FirstBatches,
+    device_memory,
+    dry_run_checkpoint,
+    dry_run_steps,
+    report_memory,
+)
 from course_lib.core.io import CheckpointError, absolute_folder, cache_dir, load_checkpoint, save_checkpoint
 from course_lib.core.losses import active_units
 from course_lib.core.profiles import show_progress
@@ -348,6 +356,9 @@ def fit(
 
     rows: list[dict[str, float]] = []
     path = Path(checkpoint) if checkpoint is not None else None
+    dry_steps = dry_run_steps()
+    if dry_steps:  # a few steps at the profile's sizes, checkpointed beside the real model (instructor page)
+        epochs, path = min(epochs, DRY_RUN_EPOCHS), dry_run_checkpoint(path)
     if path is not None and path.exists():
         # On the CPU: the loader's generator state and the snapshot frames must stay there;
         # load_state_dict moves model and optimiser tensors to the device.
@@ -363,15 +374,19 @@ def fit(
             print(f"Resumed from {path} after epoch {len(rows)} of {epochs}.")
 
     warned = False
-    steps_per_epoch = len(train_data) if hasattr(train_data, "__len__") else None
+    train_batches = FirstBatches(train_data, dry_steps) if dry_steps else train_data
+    test_batches = FirstBatches(test_data, dry_steps) if dry_steps and test_data is not None else test_data
+    steps_per_epoch = len(train_batches) if hasattr(train_batches, "__len__") else None
     for epoch in range(len(rows) + 1, epochs + 1):
         started = time.perf_counter()
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not show_progress())
         with bar:
-            train_terms = train_steps(model, train_data, loss_fn, optimizer, scaler, amp_dtype, progress=bar)
+            train_terms = train_steps(model, train_batches, loss_fn, optimizer, scaler, amp_dtype, progress=bar)
+        if dry_steps and epoch == 1:
+            _report_dry_run_memory(model, train_data, test_data, loss_fn, optimizer)
         row: dict[str, float] = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()}}
-        if test_data is not None:
-            test_terms = evaluate(model, test_data, loss_fn, amp_dtype)
+        if test_batches is not None:
+            test_terms = evaluate(model, test_batches, loss_fn, amp_dtype)
             row.update({(k if k == "active_units" else f"test_{k}"): v for k, v in test_terms.items()})
         model.eval()
         with torch.no_grad():
@@ -381,7 +396,8 @@ def fit(
         rows.append(row)
         if verbose:
             tqdm.write(_epoch_line(row, epochs))
-        warned = warned or _warn_on_collapse(model, row, epoch, collapse_fraction)
+        # a dry run's few steps leave any VAE collapsed: no warning means anything there
+        warned = warned or dry_steps > 0 or _warn_on_collapse(model, row, epoch, collapse_fraction)
         if path is not None:
             save_checkpoint(
                 {
@@ -400,6 +416,18 @@ def fit(
             )
     model.eval()
     return pd.DataFrame(rows).set_index("epoch")
+
+
+def _report_dry_run_memory(
+    model: nn.Module, train_data: Batches, test_data: Batches | None, loss_fn: LossFn, optimizer: torch.optim.Optimizer
+) -> None:
+    """A dry run's estimate of the device memory this training needs (:mod:`course_lib.core.dry_run`)."""
+    device = next(model.parameters()).device
+    x, y = next(iter(train_data))
+    x, y = x.to(device), None if y is None else y.to(device)
+    model.train()
+    megabytes = device_memory(model, optimizer, lambda: loss_fn(model, x, y)["loss"], [train_data, test_data])
+    report_memory(model, len(x), megabytes)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

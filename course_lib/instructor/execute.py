@@ -17,30 +17,41 @@ A chapter that expects a warning catches it and shows it as part of the lesson
 chapter over budget is listed at the end but does not fail the run (run times depend on the machine
 and on its load).
 
+``--dry-run STEPS`` runs every chapter at the profile's sizes and code paths but trains each model
+only STEPS steps per epoch for 2 epochs (:mod:`course_lib.core.dry_run`), in a temporary cache that
+shares only the data, and adds to the report each chapter's peak host memory (also in a normal run)
+and an estimate of the device memory its largest model needs: ``--profile gpu --dry-run 2`` checks
+the gpu profile on a CPU.
+
 Chapters are named by path or by number (``07``). ``--checkpoints DIR`` trains every model into DIR
 (empty: from scratch) instead of the checkpoint cache, and ``--stage-unexecuted`` copies the chapters
 that were not run, without outputs, so that the staged book is complete: ``make book-check
 CHAPTERS="07"`` uses both to check one chapter on the path the book's users take.
 
-Imports course_lib.core (profiles, device) and course_lib.instructor.student.
+Imports course_lib.core (profiles, io) and course_lib.instructor.student.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import datetime
+import json
 import math
 import os
 import platform
 import shutil
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from course_lib.core.io import cache_dir
 from course_lib.core.profiles import Profile, get_profile
 from course_lib.instructor.student import CHAPTER_GLOB
 
@@ -97,23 +108,59 @@ def _wrong_type(notebook: Path, name: str, text: str, default: object) -> str:
 
 
 def execute_chapter(
-    notebook: Path, output: Path, profile: str, timeout: int, parameters: dict[str, object] | None = None
+    notebook: Path,
+    output: Path,
+    profile: str,
+    timeout: int,
+    parameters: dict[str, object] | None = None,
+    memory: PeakMemory | None = None,
 ) -> float:
-    """Run one notebook with papermill; return its wall time in seconds (instructor page; ``make book``)."""
+    """Run one notebook with papermill; return its wall time in seconds (instructor page; ``make book``).
+    ``memory``: a :class:`PeakMemory` that watches the kernel meanwhile."""
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    pm.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters={**(parameters or {}), "profile": profile},
-        cwd=str(notebook.parent),
-        kernel_name="python3",
-        progress_bar=False,
-        execution_timeout=timeout,
-    )
+    with memory or contextlib.nullcontext():
+        pm.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters={**(parameters or {}), "profile": profile},
+            cwd=str(notebook.parent),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
     return time.perf_counter() - started
+
+
+class PeakMemory:
+    """The largest resident memory of this process's children (the chapter's kernel and what it starts),
+    sampled every ``interval`` seconds while the ``with`` block runs: :attr:`megabytes` (instructor page)."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval, self.megabytes = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(self.interval):
+            resident = 0
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):  # a process that ended between listing and reading
+                    resident += child.memory_info().rss
+            self.megabytes = max(self.megabytes, resident / 2**20)
 
 
 def _first_line(text: str) -> str:
@@ -357,6 +404,63 @@ def budget_summary(
     return "\n".join(lines)
 
 
+DATA_FOLDERS = ("torchvision", "scenes", "coco", "text_embeddings", "token_features")  # in the course cache
+T4_MEMORY_MB = 16 * 1024  # a Colab T4
+
+
+def dry_run_cache(folder: Path) -> Path:
+    """A course cache for a dry run: the real cache's data folders linked in (data is data, however few
+    steps are trained on it), nothing of its models, judges or checkpoints (instructor page)."""
+    real = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in DATA_FOLDERS:
+        (real / name).mkdir(parents=True, exist_ok=True)
+        (folder / name).symlink_to(real / name, target_is_directory=True)
+    return folder
+
+
+def device_estimates(report: Path) -> pd.DataFrame:
+    """Per chapter, the largest device-memory estimate of its models in a dry run (the JSON lines of
+    :func:`course_lib.core.dry_run.report_memory`) and which model it was (instructor page)."""
+    lines = [json.loads(line) for line in report.read_text().splitlines()] if report.is_file() else []
+    if not lines:
+        return pd.DataFrame(columns=["chapter", "device_mb", "largest_model", "models"])
+    table = pd.DataFrame(lines)
+    largest = table.loc[table.groupby("chapter")["total"].idxmax()]
+    return pd.DataFrame(
+        {
+            "chapter": largest["chapter"].to_numpy(),
+            "device_mb": largest["total"].round().to_numpy(),
+            "largest_model": [f"{m} at batch {b}" for m, b in zip(largest["model"], largest["batch_size"])],
+            "models": table.groupby("chapter").size().reindex(largest["chapter"]).to_numpy(),
+        }
+    )
+
+
+def dry_run_table(report: pd.DataFrame) -> str:
+    """A dry run's summary: peak host memory and the device estimate per chapter, against a 16 GB T4
+    (instructor page)."""
+    lines = [
+        "",
+        "| chapter | status | seconds | peak host memory | models | largest model | its device memory | of a 16 GB T4 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report.itertuples(index=False):
+        device = "" if pd.isna(row.device_mb) else f"{row.device_mb:,.0f} MB"
+        share = "" if pd.isna(row.device_mb) else f"{row.device_mb / T4_MEMORY_MB:.1%}"
+        models = "0" if pd.isna(row.models) else f"{row.models:.0f}"
+        lines.append(
+            f"| {Path(row.chapter).stem} | {row.status} | {row.seconds:.0f} | {row.peak_host_mb:,} MB | {models} | "
+            f"{row.largest_model if isinstance(row.largest_model, str) else ''} | {device} | {share} |"
+        )
+    lines.append(
+        "Device memory: parameters, gradients, optimiser state, the activations autograd keeps for one "
+        "float32 batch (mixed precision about halves them) and the data the loaders keep on the device; "
+        "not counted: the CUDA context (about 0.3-0.5 GB) and the allocator's caching."
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m course_lib.instructor.execute`` (``make book``): execute chapters and stage the book
     (instructor page)."""
@@ -393,7 +497,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stage the chapters not run, without outputs, so the staged book is complete",
     )
+    parser.add_argument(
+        "--dry-run",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="every model trains STEPS steps per epoch for 2 epochs, into a temporary cache and checkpoint folder "
+        "(the data is shared), and its device memory is estimated: the gpu profile's code paths on a CPU",
+    )
     args = parser.parse_args(argv)
+    if args.dry_run < 0:
+        parser.error("--dry-run takes a number of steps of at least 1")
+    if args.dry_run:
+        os.environ["COURSE_DRY_RUN"] = str(args.dry_run)  # before the profile: it lets gpu run on a CPU
 
     profile = get_profile(args.profile)  # fail early on an unknown name; resolve "auto" once
     notebooks = resolve_chapters(args.notebooks, args.root)
@@ -407,11 +523,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ["COURSE_PROGRESS"] = "0"  # progress bars would only clutter the rendered pages
     os.environ["COURSE_WIDGETS"] = "0"  # nobody can type into a rendered page: static figures instead
+    if args.dry_run:
+        dry_cache = dry_run_cache(Path(tempfile.mkdtemp(prefix="course-dry-run-")))
+        os.environ["COURSE_CACHE_DIR"] = str(dry_cache)
+        args.checkpoints = args.checkpoints or dry_cache / "checkpoints"
+        memory_report = (args.out / "dry_run_memory.jsonl").resolve()
+        memory_report.parent.mkdir(parents=True, exist_ok=True)
+        memory_report.unlink(missing_ok=True)
+        os.environ["COURSE_DRY_RUN_REPORT"] = str(memory_report)
+        print(f"dry run, {args.dry_run} steps per epoch: models and judges in {dry_cache}", flush=True)
     if args.checkpoints is not None:
         args.checkpoints.mkdir(parents=True, exist_ok=True)
         os.environ["COURSE_CHECKPOINT_DIR"] = str(args.checkpoints.resolve())  # the kernels inherit it
         print(f"checkpoints of this run: {args.checkpoints.resolve()}", flush=True)
-    reference = measure_reference_epoch(args.reference_steps)
+    # a dry run's times are no budget's: its models train a few steps (and fit would cut the reference epoch too)
+    reference = None if args.dry_run else measure_reference_epoch(args.reference_steps)
     rows, failures = [], []
     for notebook in notebooks:
         output = (
@@ -420,9 +546,10 @@ def main(argv: list[str] | None = None) -> int:
             else args.out / notebook.name
         )
         print(f"executing {notebook} (profile {profile.name}) ...", flush=True)
-        started = time.perf_counter()
+        os.environ["COURSE_DRY_RUN_CHAPTER"] = str(notebook)
+        started, memory = time.perf_counter(), PeakMemory()
         try:
-            seconds = execute_chapter(notebook, output, profile.name, args.timeout, parameters[notebook])
+            seconds = execute_chapter(notebook, output, profile.name, args.timeout, parameters[notebook], memory)
             problems = [f"FAILED {notebook}: {problem}" for problem in output_problems(output)]
             status = "stderr" if problems else "ok"
             failures += problems
@@ -447,13 +574,19 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": round(seconds, 1),
                 "reference_epochs": round(seconds / reference, 2) if reference else float("nan"),
                 "of_budget": round(of_budget, 2),
+                "peak_host_mb": round(memory.megabytes),
                 "status": status,
                 "output": output.relative_to(args.out).as_posix(),
             }
         )
     args.out.mkdir(parents=True, exist_ok=True)
     report = pd.DataFrame(rows)
+    if args.dry_run:
+        report = report.merge(device_estimates(memory_report), on="chapter", how="left")
+        print(dry_run_table(report), flush=True)
     report.drop(columns="output").to_csv(args.out / "execution_report.csv", index=False)
+    if args.dry_run:
+        shutil.rmtree(dry_cache, ignore_errors=True)  # a few steps' models: of no use to anyone
     stage_book(args.root, args.out)
     if args.stage_unexecuted:
         for copied in stage_unexecuted(args.root, args.out, notebooks):
