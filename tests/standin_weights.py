@@ -93,15 +93,18 @@ def save_tiny_open_clip(folder: Path, seed: int = 0) -> Path:
 
 
 def save_tiny_transformers_clip(folder: Path, image_size: int = 32, seed: int = 0) -> Path:
-    """A tiny random ``CLIPModel`` and its ``CLIPProcessor`` (byte-level BPE with no merges: every
-    character is a token), saved with ``save_pretrained`` as torchmetrics' CLIPScore loads them."""
-    from open_clip.tokenizer import bytes_to_unicode
+    """A tiny random ``CLIPModel`` and its ``CLIPProcessor`` with CLIP's real byte-level BPE (the
+    vocabulary and merges open_clip ships, so captions get as many tokens as with OpenAI's CLIP),
+    saved with ``save_pretrained`` as torchmetrics' CLIPScore loads them."""
+    from open_clip.tokenizer import SimpleTokenizer
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    characters = list(bytes_to_unicode().values())
-    vocab = [*characters, *(f"{c}</w>" for c in characters), "<|startoftext|>", "<|endoftext|>"]
-    tokenizer = CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=[])
+    bpe = SimpleTokenizer()
+    special = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}  # Hugging Face's spelling
+    vocab = {special.get(token, token): i for token, i in bpe.encoder.items()}
+    merges = [pair for pair, _ in sorted(bpe.bpe_ranks.items(), key=lambda item: item[1])]
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
     images = CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
     )
@@ -112,9 +115,9 @@ def save_tiny_transformers_clip(folder: Path, image_size: int = 32, seed: int = 
             **layers,
             "vocab_size": len(vocab),
             "max_position_embeddings": 77,
-            "bos_token_id": len(vocab) - 2,
-            "eos_token_id": len(vocab) - 1,
-            "pad_token_id": len(vocab) - 1,
+            "bos_token_id": bpe.sot_token_id,
+            "eos_token_id": bpe.eot_token_id,
+            "pad_token_id": bpe.eot_token_id,
         },
         vision_config={**layers, "image_size": image_size, "patch_size": 16},
         projection_dim=16,

@@ -109,3 +109,9 @@ def test_chapters_05_and_06_run_their_clip_rows_on_pretrained_weights(hub_cache,
     assert "No CLIP weights here" not in ch05
     assert "skipped, no pretrained weights" not in ch06  # CLIP conditions a model (the study's encoder row)
     assert "real images, own captions" in ch06 and "CLIP score not measured" not in ch06  # section 6.9
+
+
+def test_clip_score_says_how_many_captions_it_truncates(offline_hub, capsys):
+    long = "a red circle next to a blue square and " * 12 + "a green star"
+    clip_score(torch.rand(2, 3, 32, 32), [long, "a star"], device="cpu")
+    assert "note: 1 of 2 captions are longer than CLIP's 77 tokens" in capsys.readouterr().out

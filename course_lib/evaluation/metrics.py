@@ -327,7 +327,8 @@ def clip_score(
     100 * max(cos(image, text), 0) averaged over the pairs, in CLIP's space (Hessel et al., 2021).
     Report 004 reported 0.195-0.202 on the 0-1 scale, i.e. about 20 here. Read it next to the same number
     for real images with their own captions, and for generated images with shuffled captions.
-    ``model_name`` is a hub id or a folder saved with ``save_pretrained``. Needs those CLIP weights (the
+    Captions longer than CLIP's 77 tokens are read up to the limit, as torchmetrics does, and a note
+    says how many. ``model_name`` is a hub id or a folder saved with ``save_pretrained``. Needs those CLIP weights (the
     hub, its local cache or the folder); without them it raises
     :class:`~course_lib.text.encoders.WeightsNotFoundError` at once instead of retrying for minutes.
     """
@@ -350,9 +351,18 @@ def clip_score(
             f"CLIP score needs the {model_name} weights, which could not be loaded ({problem or error}). Connect to "
             "the network once (they are cached by Hugging Face), or report the course's own metrics instead."
         ) from error
+    limit = metric.model.config.text_config.max_position_embeddings
+    too_long = sum(len(ids) > limit for ids in metric.processor.tokenizer(list(captions))["input_ids"])
+    if too_long:  # said here, once, instead of a warning per batch on stderr
+        print(
+            f"note: {too_long:,} of {len(captions):,} captions are longer than CLIP's {limit} tokens; CLIP score "
+            f"reads their first {limit} tokens (torchmetrics truncates them)."
+        )
     for start in range(0, len(images), batch_size):
         batch = (images[start : start + batch_size] * 255).round().to(torch.uint8).to(device)
-        metric.update(batch, list(captions[start : start + batch_size]))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Encountered caption longer than")
+            metric.update(batch, list(captions[start : start + batch_size]))
     return float(metric.compute())
 
 
