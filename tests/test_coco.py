@@ -188,6 +188,16 @@ def test_second_prepare_reuses_the_output_and_a_new_seed_redoes_it(prepared, sce
     assert coco.load_prepared(tmp_path, "val").image_ids.tolist() != coco.load_prepared(out, "val").image_ids.tolist()
 
 
+def test_a_reused_set_is_found_where_it_is_now_not_where_a_link_once_led(scenes, tmp_path):
+    link = tmp_path / "link"  # e.g. a dry run's temporary cache linking to the real data folder
+    link.symlink_to(scenes, target_is_directory=True)
+    first = coco.prepare(link, "val2017", size=64, seed=0, workers=1)
+    assert first.out_dir == str(coco.prepared_dir(link, "val2017"))
+    link.unlink()
+    again = coco.prepare(scenes, "val2017", size=64, seed=0, workers=1)
+    assert again.reused and again.out_dir == str(coco.prepared_dir(scenes, "val2017"))
+
+
 @pytest.mark.parametrize("damaged", ["meta_64.json", "images_64.npy"])
 def test_a_damaged_prepared_set_is_prepared_again_with_a_note(scenes, tmp_path, capsys, damaged):
     coco.prepare(scenes, "val2017", tmp_path, size=64, seed=0, workers=1)

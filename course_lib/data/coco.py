@@ -288,7 +288,9 @@ def _reusable(out_dir: Path, size: int, key: dict) -> PrepareSummary | None:
         return None
     if meta.get("key") != key or shape != (len(meta.get("image_ids", ())), size, size, 3):
         return None
-    summary = meta["summary"] | {"reused": True, "errors": {int(i): e for i, e in meta["summary"]["errors"].items()}}
+    errors = {int(i): e for i, e in meta["summary"]["errors"].items()}
+    # out_dir as reached now: the recorded one may be a link's path that is gone (a dry run's cache)
+    summary = meta["summary"] | {"reused": True, "errors": errors, "out_dir": str(out_dir)}
     return PrepareSummary(**summary)
 
 
