@@ -42,6 +42,7 @@ TINY_OPEN_CLIP = {
 BERT_ID = "bert-base-uncased"  # the chapters' default BERT
 CLIP_SCORE_ID = "openai/clip-vit-base-patch32"  # course_lib.evaluation.metrics.CLIP_SCORE_MODEL
 OPEN_CLIP_ID = "course-tests/tiny-open-clip"  # an open_clip model on the hub: clip_model="hf-hub:" + this
+OPENAI_CLIP_ID = "timm/vit_base_patch32_clip_224.openai"  # where open_clip fetches ViT-B-32 "openai" from
 
 
 def wordpiece_vocab(words: Iterable[str] = WORDS) -> list[str]:
@@ -90,6 +91,21 @@ def save_tiny_open_clip(folder: Path, seed: int = 0) -> Path:
     config = {"model_cfg": TINY_OPEN_CLIP, "preprocess_cfg": preprocess}  # as push_to_hf_hub writes it
     (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     return folder
+
+
+def save_random_openai_clip(folder: Path, seed: int = 0) -> Path:
+    """Random weights for open_clip's ``ViT-B-32`` with the ``openai`` tag's QuickGELU, in float16 (303 MB,
+    half the real file's float32), saved as ``open_clip_model.safetensors``: the file open_clip fetches from
+    :data:`OPENAI_CLIP_ID` for ``pretrained="openai"``. Not tiny: the architecture is OpenAI's own."""
+    import open_clip
+    import safetensors.torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = open_clip.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True)
+    weights = {name: tensor.half().contiguous() for name, tensor in model.state_dict().items()}
+    safetensors.torch.save_file(weights, folder / "open_clip_model.safetensors")
+    return folder / "open_clip_model.safetensors"
 
 
 def save_tiny_transformers_clip(folder: Path, image_size: int = 32, seed: int = 0) -> Path:

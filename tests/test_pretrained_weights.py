@@ -19,7 +19,16 @@ import nbformat
 import open_clip
 import pytest
 import torch
-from standin_weights import BERT_ID, CLIP_SCORE_ID, OPEN_CLIP_ID, save_tiny_open_clip, standin_hub_cache
+from standin_weights import (
+    BERT_ID,
+    CLIP_SCORE_ID,
+    OPEN_CLIP_ID,
+    OPENAI_CLIP_ID,
+    hub_snapshot,
+    save_random_openai_clip,
+    save_tiny_open_clip,
+    standin_hub_cache,
+)
 
 from course_lib.evaluation.metrics import clip_score
 from course_lib.text.encoders import WeightsNotFoundError, text_encoder
@@ -60,6 +69,21 @@ def test_an_open_clip_model_from_the_hub_cache(offline_hub):
     torch.testing.assert_close(vectors.norm(dim=1), torch.ones(2))
     stored = open_clip.create_model(f"local-dir:{save_tiny_open_clip(offline_hub / 'folder')}")
     assert torch.equal(encoder.model.token_embedding.weight, stored.token_embedding.weight)  # the saved weights
+
+
+def test_openai_clip_through_open_clip_from_the_hub_cache_and_from_a_file(tmp_path, monkeypatch):
+    """The chapters' default CLIP (ViT-B-32, pretrained="openai") read where open_clip's download puts it."""
+    weights = save_random_openai_clip(hub_snapshot(tmp_path / "hub", OPENAI_CLIP_ID))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    from safetensors.torch import load_file
+
+    saved = load_file(weights)["token_embedding.weight"].float()
+    encoder = text_encoder("clip", device="cpu")  # the defaults: ViT-B-32, OpenAI's weights
+    assert encoder.description == "CLIP ViT-B-32 text tower, pretrained='openai'" and encoder.dim == 512
+    assert torch.equal(encoder.model.token_embedding.weight, saved)
+    from_file = text_encoder("clip", model="ViT-B-32", pretrained=str(weights), device="cpu")
+    assert torch.equal(from_file.model.token_embedding.weight, saved) and str(weights) in from_file.description
 
 
 def test_an_open_clip_model_from_a_local_folder(tmp_path):
