@@ -305,24 +305,32 @@ def test_the_runner_refuses_a_wrong_parameter_before_running_anything(tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
-def test_the_runner_runs_chapters_headless_without_progress_bars_or_widgets(tmp_path):
+def one_cell_chapter(tmp_path: Path, name: str, source: str) -> tuple[Path, Path]:
+    """A book root holding ``chapters/<name>.ipynb``: a parameters cell (``profile``) and ``source``."""
     nb = nbformat.v4.new_notebook(
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     )
-    record = tmp_path / "environment.txt"
     nb.cells = [
         nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "import os, pathlib\n"
-            f"pathlib.Path({str(record)!r}).write_text("
-            "os.environ.get('COURSE_PROGRESS', '') + os.environ.get('COURSE_WIDGETS', ''))"
-        ),
+        nbformat.v4.new_code_cell(source),
     ]
     root = tmp_path / "repo"
     root.mkdir()
     make_book_root(root, {"title": "t"})
-    chapter = root / "chapters" / "09_headless.ipynb"
+    chapter = root / "chapters" / f"{name}.ipynb"
     nbformat.write(nb, chapter)
+    return root, chapter
+
+
+def test_the_runner_runs_chapters_headless_without_progress_bars_or_widgets(tmp_path):
+    record = tmp_path / "environment.txt"
+    root, chapter = one_cell_chapter(
+        tmp_path,
+        "09_headless",
+        "import os, pathlib\n"
+        f"pathlib.Path({str(record)!r}).write_text("
+        "os.environ.get('COURSE_PROGRESS', '') + os.environ.get('COURSE_WIDGETS', ''))",
+    )
     out = tmp_path / "out"
     assert main([str(chapter), "--root", str(root), "--out", str(out), "--reference-steps", "0"]) == 0
     assert record.read_text() == "00"  # the kernel saw both switches off
@@ -333,13 +341,11 @@ def test_a_dry_run_runs_the_gpu_profile_on_a_cpu_with_memory_in_the_report(tmp_p
     the kernel's peak host memory and the model's device memory in the report."""
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("COURSE_DRY_RUN", raising=False)
-    nb = nbformat.v4.new_notebook(
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    )
     record = tmp_path / "record.json"
-    nb.cells = [
-        nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
+    root, chapter = one_cell_chapter(
+        tmp_path,
+        "09_dry",
+        (
             "import json, pathlib, torch\n"
             "from course_lib import get_profile\n"
             "from course_lib.core.losses import ReconstructionLoss\n"
@@ -354,12 +360,7 @@ def test_a_dry_run_runs_the_gpu_profile_on_a_cpu_with_memory_in_the_report(tmp_p
             f"pathlib.Path({str(record)!r}).write_text(json.dumps({{'profile': P.name, 'epochs': len(history),\n"
             "    'checkpoints': sorted(p.name for p in checkpoint_path('ch09_toy', P.name).parent.iterdir())}))"
         ),
-    ]
-    root = tmp_path / "repo"
-    root.mkdir()
-    make_book_root(root, {"title": "t"})
-    chapter = root / "chapters" / "09_dry.ipynb"
-    nbformat.write(nb, chapter)
+    )
     out = tmp_path / "out"
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert main([str(chapter), "--root", str(root), "--out", str(out), "--profile", "gpu", "--dry-run", "2"]) == 0
