@@ -370,5 +370,8 @@ def test_a_dry_run_runs_the_gpu_profile_on_a_cpu_with_memory_in_the_report(tmp_p
     report = pd.read_csv(out / "execution_report.csv")
     assert report.loc[0, "status"] == "ok" and report.loc[0, "peak_host_mb"] > 50  # a kernel with torch
     assert report.loc[0, "largest_model"] == "Autoencoder at batch 128"
+    cells = pd.read_csv(out / "cell_times.csv")  # every code cell with papermill's duration, slowest first
+    assert len(cells) == 3 and cells["seconds"].is_monotonic_decreasing  # (with papermill's injected cell)
+    assert cells.iloc[0]["first_line"] == "import json, pathlib, torch"  # the training cell is the slowest
     data_mb = 4096 * 28 * 28 * 4 / 2**20  # the loader's images, kept on the device
     assert data_mb < report.loc[0, "device_mb"] < data_mb + 20

@@ -17,6 +17,9 @@ A chapter that expects a warning catches it and shows it as part of the lesson
 chapter over budget is listed at the end but does not fail the run (run times depend on the machine
 and on its load).
 
+``cell_times.csv`` beside the report has every code cell's seconds (papermill's metadata), slowest
+first per chapter; the three slowest of each chapter are printed as it finishes.
+
 ``--dry-run STEPS`` runs every chapter at the profile's sizes and code paths but trains each model
 only STEPS steps per epoch for 2 epochs (:mod:`course_lib.core.dry_run`), in a temporary cache that
 shares only the data, and adds to the report each chapter's peak host memory (also in a normal run)
@@ -166,6 +169,27 @@ class PeakMemory:
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if lines else ""
+
+
+def cell_times(executed: Path, chapter: str) -> pd.DataFrame:
+    """Seconds of every code cell of an executed notebook, from papermill's metadata: chapter, cell
+    (1-based, as in the executed copy), its first line, seconds; slowest first (instructor page)."""
+    import nbformat
+
+    notebook = nbformat.read(executed, as_version=4)
+    rows = [
+        {
+            "chapter": chapter,
+            "cell": number,
+            "first_line": _first_line("".join(cell.source))[:80],
+            "seconds": round(float(cell.metadata.get("papermill", {}).get("duration") or 0.0), 1),
+        }
+        for number, cell in enumerate(notebook.cells, start=1)
+        if cell.cell_type == "code"
+    ]
+    return pd.DataFrame(rows, columns=["chapter", "cell", "first_line", "seconds"]).sort_values(
+        "seconds", ascending=False, kind="stable"
+    )
 
 
 def output_problems(executed: Path) -> list[str]:
@@ -538,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checkpoints of this run: {args.checkpoints.resolve()}", flush=True)
     # a dry run's times are no budget's: its models train a few steps (and fit would cut the reference epoch too)
     reference = None if args.dry_run else measure_reference_epoch(args.reference_steps)
-    rows, failures = [], []
+    rows, failures, times = [], [], []
     for notebook in notebooks:
         output = (
             args.out / notebook.relative_to(args.root)
@@ -546,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
             else args.out / notebook.name
         )
         print(f"executing {notebook} (profile {profile.name}) ...", flush=True)
+        if output.exists():
+            output.unlink()  # a copy from an earlier run must not pass for this one's cell times
         os.environ["COURSE_DRY_RUN_CHAPTER"] = str(notebook)
         started, memory = time.perf_counter(), PeakMemory()
         try:
@@ -559,6 +585,14 @@ def main(argv: list[str] | None = None) -> int:
             seconds, status = time.perf_counter() - started, "failed"
             failures.append(failure_summary(notebook, error))
             print(failures[-1], flush=True)
+        if output.is_file():  # also after a failure: papermill saves the notebook as far as it ran
+            times.append(cell_times(output, str(notebook)))
+            slowest = times[-1].head(3)
+            print(
+                "  slowest cells: "
+                + "; ".join(f"{r.cell} ({r.first_line[:40]!r}) {r.seconds:.0f} s" for r in slowest.itertuples()),
+                flush=True,
+            )
         budget = profile.chapter_budget
         of_budget = budget.fraction(seconds, reference) if budget else float("nan")
         print(
@@ -585,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
         report = report.merge(device_estimates(memory_report), on="chapter", how="left")
         print(dry_run_table(report), flush=True)
     report.drop(columns="output").to_csv(args.out / "execution_report.csv", index=False)
+    if times:
+        pd.concat(times).to_csv(args.out / "cell_times.csv", index=False)
     if args.dry_run:
         shutil.rmtree(dry_cache, ignore_errors=True)  # a few steps' models: of no use to anyone
     stage_book(args.root, args.out)
