@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -375,3 +376,13 @@ def test_a_dry_run_runs_the_gpu_profile_on_a_cpu_with_memory_in_the_report(tmp_p
     assert cells.iloc[0]["first_line"] == "import json, pathlib, torch"  # the training cell is the slowest
     data_mb = 4096 * 28 * 28 * 4 / 2**20  # the loader's images, kept on the device
     assert data_mb < report.loc[0, "device_mb"] < data_mb + 20
+
+
+def test_the_runner_leaves_the_callers_environment_as_it_was(tmp_path, monkeypatch):
+    """In one process with other tests: a dry run's COURSE_DRY_RUN must not cut their training short."""
+    monkeypatch.delenv("COURSE_DRY_RUN", raising=False)
+    root, chapter = one_cell_chapter(tmp_path, "09_env", "x = 1")
+    before = dict(os.environ)
+    out = tmp_path / "out"
+    main([str(chapter), "--root", str(root), "--out", str(out), "--dry-run", "2", "--checkpoints", str(tmp_path)])
+    assert dict(os.environ) == before

@@ -487,7 +487,17 @@ def dry_run_table(report: pd.DataFrame) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m course_lib.instructor.execute`` (``make book``): execute chapters and stage the book
-    (instructor page)."""
+    (instructor page). The environment variables it sets for the kernels (progress bars, checkpoint
+    folder, dry run) are undone when it returns, so a caller in the same process (a test) keeps its own."""
+    saved = dict(os.environ)
+    try:
+        return _run(argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", help="chapter notebooks, by path or by number (07)")
     parser.add_argument("--profile", default="auto", help="auto | smoke | cpu | gpu (default: auto)")
