@@ -502,7 +502,7 @@ def caption_data(
         [prepared_dir(default_coco_root(), coco_split), prepared_dir(cache_dir() / "coco", coco_split)]
     )
     for folder in candidates:
-        other_sizes = sorted(int(p.stem.split("_")[1]) for p in folder.glob("meta_*.json") if p.stem[5:].isdigit())
+        other_sizes = sorted(int(p.stem[5:]) for p in folder.glob("meta_*.json") if p.stem[5:].isdigit())
         if other_sizes and size not in other_sizes:
             raise DataNotFoundError(
                 f"{folder} holds {coco_split} prepared at {', '.join(f'{s}x{s}' for s in other_sizes)}, but this "

@@ -469,15 +469,15 @@ def _load_clip(model: str, pretrained: str | None) -> tuple[nn.Module, str]:
     try:
         with _hub_cache_only(problem is not None), _root_logger_silenced():
             net = open_clip.create_model(model, pretrained=pretrained, force_quick_gelu=tag.get("quick_gelu", False))
-    except Exception as error:  # open_clip: RuntimeError for missing weights; a mismatch may also assert
-        if not isinstance(error, RuntimeError) and not Path(pretrained).expanduser().is_file():
-            raise
+    except Exception as error:  # open_clip: RuntimeError for missing weights; a file that does not fit may also assert
         if not tag and Path(pretrained).expanduser().is_file():
             raise WeightsNotFoundError(
                 f"The file {pretrained} does not hold weights of the open_clip architecture {model} "
                 f"({type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else 'shapes differ'}). Name the architecture the file was saved from "
                 "(model=..., e.g. the chapter's clip_model), or pass a file saved from this one."
             ) from error
+        if not isinstance(error, RuntimeError):
+            raise
         tags = open_clip.list_pretrained_tags_by_model(model)
         known = ", ".join(tags[:5]) + (", ..." if len(tags) > 5 else "") if tags else "none"
         raise WeightsNotFoundError(
