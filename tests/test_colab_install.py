@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import sysconfig
 import venv
 from pathlib import Path
 
@@ -102,7 +101,6 @@ def torch_fingerprint(python: Path) -> dict[str, str]:
 
 
 def test_the_chapters_install_line_works_in_a_colab_like_environment(tmp_path, smoke_env):
-    assert sysconfig.get_paths()["purelib"]  # this interpreter's layout is the one copied
     cell = next(c for c in json.loads(INSTALLED_BY.read_text())["cells"] if c["cell_type"] == "code")
     match = INSTALL_LINE.search("".join(cell["source"]))
     assert match, f"{INSTALLED_BY.name}'s first cell no longer holds the pip install line this test expects"
